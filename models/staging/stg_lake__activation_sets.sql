@@ -1,0 +1,7 @@
+select
+    release,
+    layer,
+    n_tokens,
+    source,
+    run_id
+from {{ source('lake', 'activation_sets') }}

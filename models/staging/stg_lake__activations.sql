@@ -1,0 +1,7 @@
+select
+    release,
+    layer,
+    token_id,
+    feature,
+    value
+from {{ source('lake', 'activations') }}

@@ -1,0 +1,9 @@
+select
+    release,
+    graph,
+    layer,
+    feature,
+    community,
+    algorithm,
+    modularity
+from {{ source('lake', 'communities') }}

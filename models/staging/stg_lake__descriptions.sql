@@ -1,0 +1,8 @@
+select
+    release,
+    layer,
+    feature,
+    description,
+    explainer,
+    source
+from {{ source('lake', 'descriptions') }}

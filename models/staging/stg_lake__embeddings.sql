@@ -1,0 +1,7 @@
+select
+    release,
+    layer,
+    feature,
+    embedder,
+    embedding
+from {{ source('lake', 'embeddings') }}

@@ -1,0 +1,7 @@
+select
+    release,
+    token_id,
+    doc,
+    pos,
+    token
+from {{ source('lake', 'tokens') }}

@@ -1,0 +1,140 @@
+"""The lake's tables: one Arrow schema per contract table, defined once.
+
+Writers, tests, the catalog views and the dbt sources all read their columns from here.
+Partition columns are part of the logical schema (the views expose them) but are not
+stored inside the Parquet files: they live in the Hive path
+(``<home>/lake/<table>/release=R/layer=L/part-0.parquet``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+FLOATS = pa.list_(pa.float32())
+_TS = pa.timestamp("us")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    key: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def data_schema(self) -> pa.Schema:
+        """The schema of the Parquet files (partition columns removed)."""
+        return pa.schema([f for f in self.schema if f.name not in self.partition_by])
+
+    def duckdb_type(self, column: str) -> str:
+        return arrow_to_duckdb(self.schema.field(column).type)
+
+
+def arrow_to_duckdb(t: pa.DataType) -> str:
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return arrow_to_duckdb(t.value_type) + "[]"
+    return {
+        pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+        _TS: "TIMESTAMP",
+    }[t]
+
+
+def _s(*cols: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(n, t) for n, t in cols])
+
+
+S, I, L, F, D = pa.string(), pa.int32(), pa.int64(), pa.float32(), pa.float64()
+
+_SPECS = [
+    TableSpec("saes", _s(
+        ("release", S), ("layer", I), ("model", S), ("hook", S), ("d_in", I), ("d_sae", I),
+        ("architecture", S), ("k", I), ("normalize", S), ("b_dec", FLOATS),
+        ("apply_b_dec_to_input", pa.bool_()),
+        ("source_format", S), ("source_path", S), ("source_sha256", S), ("run_id", S),
+        ("ingested_at", _TS)),
+        ("release", "layer"), ("release", "layer"), "One row per SAE (release, layer)."),
+    TableSpec("features", _s(
+        ("release", S), ("layer", I), ("feature", I), ("w_enc", FLOATS), ("b_enc", F),
+        ("w_dec", FLOATS), ("threshold", F), ("dec_norm", F)),
+        ("release", "layer"), ("release", "layer", "feature"),
+        "Per-feature SAE parameters: decoder row, encoder column, bias, threshold."),
+    TableSpec("descriptions", _s(
+        ("release", S), ("layer", I), ("feature", I), ("description", S), ("explainer", S),
+        ("source", S)),
+        ("release", "layer"), ("release", "layer", "feature"), "One description per feature."),
+    TableSpec("embeddings", _s(
+        ("release", S), ("layer", I), ("feature", I), ("embedder", S), ("embedding", FLOATS)),
+        ("release", "layer", "embedder"), ("release", "layer", "feature", "embedder"),
+        "Sentence embeddings of descriptions."),
+    TableSpec("tokens", _s(
+        ("release", S), ("token_id", L), ("doc", I), ("pos", I), ("token", S)),
+        ("release",), ("release", "token_id"), "Tokens of the harvested corpus."),
+    TableSpec("activations", _s(
+        ("release", S), ("layer", I), ("token_id", L), ("feature", I), ("value", F)),
+        ("release", "layer"), ("release", "layer", "token_id", "feature"),
+        "Non-zero SAE activations."),
+    TableSpec("activation_sets", _s(
+        ("release", S), ("layer", I), ("n_tokens", L), ("source", S), ("run_id", S)),
+        ("release", "layer"), ("release", "layer"),
+        "How many tokens an activation set covers (active or not)."),
+    TableSpec("matches", _s(
+        ("release", S), ("space", S), ("method", S), ("src_layer", I), ("src_feature", I),
+        ("dst_layer", I), ("dst_feature", I), ("cost", D), ("cosine", D)),
+        ("release", "space", "method", "src_layer"),
+        ("release", "space", "method", "src_layer", "src_feature"),
+        "One-to-one feature matches between adjacent layers."),
+    TableSpec("clusters", _s(
+        ("release", S), ("layer", I), ("space", S), ("feature", I), ("cluster", I),
+        ("probability", F), ("x", F), ("y", F)),
+        ("release", "layer", "space"), ("release", "layer", "space", "feature"),
+        "Cluster label per feature (-1 noise, -2 no vector) with 2-D coordinates."),
+    TableSpec("cluster_quality", _s(
+        ("release", S), ("layer", I), ("space", S), ("n_clusters", I), ("noise_frac", D),
+        ("coherence", D), ("silhouette", D), ("params", S)),
+        ("release", "layer", "space"), ("release", "layer", "space"),
+        "Quality of one layer's clustering."),
+    TableSpec("transport", _s(
+        ("release", S), ("space", S), ("solver", S), ("src_layer", I), ("src_cluster", I),
+        ("dst_layer", I), ("dst_cluster", I), ("mass", D), ("cost", D)),
+        ("release", "space", "solver", "src_layer"),
+        ("release", "space", "solver", "src_layer", "src_cluster", "dst_cluster"),
+        "Optimal-transport plans between clusters of adjacent layers (mass in features)."),
+    TableSpec("coactivations", _s(
+        ("release", S), ("layer", I), ("feature_a", I), ("feature_b", I), ("n_ab", L)),
+        ("release", "layer"), ("release", "layer", "feature_a", "feature_b"),
+        "Tokens on which two features are both active (a < b, n_ab > 0)."),
+    TableSpec("correlations", _s(
+        ("release", S), ("src_layer", I), ("src_feature", I), ("dst_layer", I),
+        ("dst_feature", I), ("n_src", L), ("n_dst", L), ("n_both", L), ("pearson", D)),
+        ("release", "src_layer"),
+        ("release", "src_layer", "src_feature", "dst_layer", "dst_feature"),
+        "Top correlated feature pairs between adjacent layers."),
+    TableSpec("reconstruction", _s(
+        ("release", S), ("space", S), ("method", S), ("src_layer", I), ("dst_layer", I),
+        ("n_tokens", L), ("fvu", D), ("explained_variance", D)),
+        ("release", "space", "method"), ("release", "space", "method", "src_layer", "dst_layer"),
+        "Hidden-state reconstruction through matches."),
+    TableSpec("training_log", _s(
+        ("release", S), ("layer", I), ("step", I), ("tokens_seen", L), ("mse", D), ("fvu", D),
+        ("l0", D), ("dead_frac", D)),
+        ("release", "layer"), ("release", "layer", "step"), "SAE training curves."),
+    TableSpec("communities", _s(
+        ("release", S), ("graph", S), ("layer", I), ("feature", I), ("community", I),
+        ("algorithm", S), ("modularity", D)),
+        ("release", "graph"), ("release", "graph", "layer", "feature"),
+        "Communities of co-activation (graph='coactivation') and cross-layer correlation "
+        "(graph='correlation') graphs."),
+    TableSpec("runs", _s(
+        ("run_id", S), ("command", S), ("params", S), ("started_at", _TS),
+        ("finished_at", _TS), ("status", S), ("version", S)),
+        ("run_id",), ("run_id",), "One row per successful command."),
+]
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}
+
+
+def spec(name: str) -> TableSpec:
+    return TABLES[name]
