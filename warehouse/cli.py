@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from . import catalog
 from .context import Context
 from .errors import BadInput, LockBusy
-from .lake import Lake
+from .lake import Lake, check_release
 
 VERSION = "0.1.0"
 
@@ -99,6 +99,9 @@ def execute(words: tuple[str, ...], args: argparse.Namespace) -> str | None:
     writes = next(w for ws, _, _, w in COMMANDS if ws == tuple(words))
     mod = importlib.import_module(module)
     runner = getattr(mod, f"run_{words[-1]}", None) or getattr(mod, "run")
+    for opt in ("release", "other_release"):
+        if getattr(args, opt, None) is not None:
+            check_release(getattr(args, opt))
     lake = Lake(args.home)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     ctx = Context(lake=lake, run_id=run_id, seed=args.seed)
