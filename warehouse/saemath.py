@@ -13,7 +13,7 @@ METHODS = ("folded", "folded-decoder", "unfolded", "cosine", "random")
 
 
 def fold(p: SAEParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fold the JumpReLU threshold theta (1 where the SAE has none) into the parameters.
+    """Fold the JumpReLU threshold theta (1 where the SAE has none, or where theta <= 0).
 
     w_dec'_i = theta_i * w_dec_i,  w_enc'_i = w_enc_i / theta_i,  b_enc'_i = b_enc_i / theta_i.
     Returns (w_dec' [d_sae, d_in], w_enc' [d_sae, d_in] (encoder columns as rows), b_enc' [d_sae]).
@@ -24,6 +24,9 @@ def fold(p: SAEParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if p.threshold is None:
         return w_dec, w_enc, b_enc
     theta = p.threshold.astype(np.float32)
+    # A non-positive threshold (sae-lens initialises JumpReLU thresholds at 0) makes the
+    # feature a plain ReLU unit: nothing to fold, so it counts as 1 rather than dividing by 0.
+    theta = np.where(theta > 0, theta, np.float32(1.0))
     return w_dec * theta[:, None], w_enc / theta[:, None], b_enc / theta
 
 
