@@ -100,23 +100,35 @@ def run_query(args, ctx) -> str | None:
 
 
 def run_export(args, ctx) -> str:
+    """Write every mart (``fct_*``/``dim_*`` tables of the catalog; with ``--all`` also the
+    staging views and intermediate tables) as ``<out>/<name>.parquet`` (zstd), streamed by
+    DuckDB and renamed into place, so a reader never sees half a file."""
     import os
 
-    import pyarrow.parquet as pq
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out}: exists and is not a directory")
     con = catalog.connect(ctx.lake, read_only=True)
     try:
-        like = "" if args.all else "AND (table_name LIKE 'fct_%' OR table_name LIKE 'dim_%')"
+        if args.all:
+            like = "AND (table_name LIKE 'stg_%' OR table_name LIKE 'int_%' OR table_name LIKE 'fct_%' " \
+                   "OR table_name LIKE 'dim_%')"
+        else:
+            like = "AND table_type = 'BASE TABLE' AND (table_name LIKE 'fct_%' OR table_name LIKE 'dim_%')"
         names = [r[0] for r in con.execute(
-            f"SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            f"AND table_type = 'BASE TABLE' {like} ORDER BY 1").fetchall()]
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' {like} "
+            f"ORDER BY 1").fetchall()]
         if not names:
             raise BadInput(f"{ctx.lake.home}: no marts to export; run `saew build` first")
+        out.mkdir(parents=True, exist_ok=True)
         for n in names:
             tmp = out / f".{n}.parquet.tmp"
-            pq.write_table(con.sql(f'SELECT * FROM "{n}"').to_arrow_table(), tmp, compression="zstd")
+            path = str(tmp).replace("'", "''")
+            try:
+                con.execute(f'COPY (SELECT * FROM main."{n}") TO \'{path}\' (FORMAT parquet, COMPRESSION zstd)')
+            except duckdb.Error as e:
+                tmp.unlink(missing_ok=True)
+                raise BadInput(f"export {n}: {str(e).splitlines()[0]}") from None
             os.replace(tmp, out / f"{n}.parquet")
         return f"exported {len(names)} tables to {out}: {', '.join(names)}"
     finally:

@@ -131,6 +131,24 @@ _SPECS = [
         ("run_id", S), ("command", S), ("params", S), ("started_at", _TS),
         ("finished_at", _TS), ("status", S), ("version", S)),
         ("run_id",), ("run_id",), "One row per successful command."),
+    TableSpec("graph_nodes", _s(
+        ("release", S), ("layer", I), ("feature", I), ("n_active", L), ("degree", L),
+        ("strength", D)),
+        ("release", "layer"), ("release", "layer", "feature"),
+        "Nodes (live features) of a layer's co-activation graph (edges: NPMI above a threshold): "
+        "tokens active, degree, strength (sum of edge NPMI)."),
+    TableSpec("graph_degrees", _s(
+        ("release", S), ("layer", I), ("degree", L), ("n_nodes", L), ("n_nodes_random", L)),
+        ("release", "layer"), ("release", "layer", "degree"),
+        "Degree distribution of a layer's co-activation graph, next to a seeded random graph "
+        "G(n, m) with the same nodes and edge count."),
+    TableSpec("graph_divergence", _s(
+        ("release", S), ("other_release", S), ("layer", I), ("n_nodes", L), ("n_edges", L),
+        ("other_n_nodes", L), ("other_n_edges", L), ("npmi_threshold", D), ("min_count", L),
+        ("js_divergence", D), ("js_random_baseline", D)),
+        ("release", "other_release"), ("release", "other_release", "layer"),
+        "Jensen-Shannon divergence (bits, in [0, 1]) between the degree distributions of two "
+        "releases' co-activation graphs of one layer, and from a random G(n, m) baseline."),
 ]
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}

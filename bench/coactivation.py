@@ -1,0 +1,156 @@
+"""Benchmark ``saew coactivation`` (and ``saew correlate``) against scipy's plain A^T A.
+
+    .venv/bin/python bench/coactivation.py [--tokens 600000] [--k 32] [--d-sae 32768]
+                                           [--dist zipf|uniform] [--correlate]
+
+Builds one synthetic release (two layers with --correlate) of ``--tokens`` tokens with ``--k``
+active features each (drawn without repetition per token, from a Zipf-like frequency law
+p_f ~ 1/(f+1)^0.6 or uniformly; values ~ Exp(1) + 0.1) in a temporary warehouse, then, each in
+its own subprocess so peak memories are separate:
+
+* ``saew coactivation`` end to end (read the activations partition, count, write the Parquet
+  partition), wall time and peak RSS;
+* the baseline: scipy ``A.T @ A`` (CSR, int32 data) on the same matrix, plus ``triu(., 1)``;
+* with ``--correlate``: ``saew correlate`` between the two layers.
+
+Figures are printed as ratios to the baseline measured in the same run, plus peak memory.
+The JIT is warmed on a tiny release first (numba caches compiled kernels on disk).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def synth(tokens: int, k: int, d: int, dist: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token_id int64, feature int32, value float32): k distinct active features per token."""
+    rng = np.random.default_rng(seed)
+    if dist == "uniform":
+        p = None
+    else:
+        p = 1.0 / np.arange(1, d + 1) ** 0.6
+        p = rng.permutation(p / p.sum())
+    feats = np.empty((tokens, k), np.int64)
+    step = 50_000
+    for s in range(0, tokens, step):
+        n = min(step, tokens - s)
+        f = rng.choice(d, size=(n, 2 * k), p=p)
+        f.sort(axis=1)
+        dup = np.zeros_like(f, bool)
+        dup[:, 1:] = f[:, 1:] == f[:, :-1]
+        f = np.where(dup, d + 1, f)          # push repeats to the end, keep the first k distinct
+        f.sort(axis=1)
+        feats[s:s + n] = f[:, :k]
+    tok = np.repeat(np.arange(tokens, dtype=np.int64), k)
+    feat = feats.ravel()
+    keep = feat < d
+    val = (rng.exponential(1.0, feat.size) + 0.1).astype(np.float32)
+    return tok[keep], feat[keep].astype(np.int32), val[keep]
+
+
+def build_home(home: Path, tokens: int, k: int, d: int, dist: str, layers: int, release: str) -> None:
+    from tests.factories import make_sae, put_sae
+    from warehouse import catalog
+    from warehouse.lake import Lake
+
+    lake = Lake(home)
+    for layer in range(layers):
+        put_sae(lake, release, layer, make_sae(d_in=4, d_sae=d, seed=layer))
+        tok, feat, val = synth(tokens, k, d, dist, seed=100 + layer)
+        with lake.transaction():
+            lake.write("activations", {"token_id": tok, "feature": feat, "value": val},
+                       release=release, layer=layer)
+            lake.write("activation_sets", {"n_tokens": [tokens], "source": ["bench"], "run_id": ["bench"]},
+                       release=release, layer=layer)
+    catalog.refresh(lake)
+
+
+def child(code: list[str]) -> tuple[float, float, str, float]:
+    """Run a command in a fresh process: (wall s, its own peak RSS GB, stdout, CPU s user+sys)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(code, cwd=ROOT, stdout=out, stderr=err,
+                             env={**os.environ, "SAEW_PROGRESS": "0"})
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if p.returncode != 0:
+            raise SystemExit(f"{code}: exit {p.returncode}\n{err.read()}")
+        return wall, usage.ru_maxrss / 1e6, out.read().strip(), usage.ru_utime + usage.ru_stime
+
+
+BASELINE = r"""
+import sys, time, json, resource
+import numpy as np, scipy.sparse as sp
+from warehouse.lake import Lake
+home, release = sys.argv[1], sys.argv[2]
+t = Lake(home).query("SELECT token_id, feature FROM activations WHERE release = ? AND layer = 0 AND value > 0", [release])
+tok = t.column("token_id").to_numpy(); feat = t.column("feature").to_numpy()
+n, d = int(tok.max()) + 1, int(sys.argv[3])
+t0 = time.perf_counter(); c0 = time.process_time()
+a = sp.csr_matrix((np.ones(tok.size, np.int32), (tok, feat)), shape=(n, d))
+c = (a.T @ a)
+up = sp.triu(c, 1)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "cpu": time.process_time() - c0, "pairs": int(up.nnz)}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=600_000)
+    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--d-sae", type=int, default=32_768)
+    ap.add_argument("--dist", choices=["zipf", "uniform"], default="zipf")
+    ap.add_argument("--correlate", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true")
+    a = ap.parse_args()
+    py = str(ROOT / ".venv" / "bin" / "python")
+    with tempfile.TemporaryDirectory(prefix="saew-bench-") as tmp:
+        home = Path(tmp) / "home"
+        build_home(home, 500, 4, 64, a.dist, 2, "warm")
+        for step in ("coactivation", "correlate"):
+            child([py, "-m", "warehouse.cli", step, "--release", "warm", "--home", str(home)])
+        t0 = time.perf_counter()
+        build_home(home, a.tokens, a.k, a.d_sae, a.dist, 2 if a.correlate else 1, "bench")
+        print(f"setup: {time.perf_counter() - t0:.1f}s ({a.tokens} tokens x {a.k} active x "
+              f"{a.d_sae} features, {a.dist})")
+        res: dict[str, dict] = {}
+        if not a.no_baseline:
+            wall, peak, out, cpu = child([py, "-c", BASELINE, str(home), "bench", str(a.d_sae)])
+            info = json.loads(out)
+            res["scipy A^T A + triu"] = {"seconds": info["seconds"], "peak_gb": peak,
+                                         "pairs": info["pairs"], "cpu": info["cpu"]}
+        cmd = [py, "-m", "warehouse.cli", "coactivation", "--release", "bench", "--layer", "0",
+               "--home", str(home)]
+        wall, peak, out, cpu = child(cmd)
+        res["saew coactivation (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
+        if a.correlate:
+            wall, peak, out, cpu = child([py, "-m", "warehouse.cli", "correlate", "--release", "bench",
+                                          "--home", str(home)])
+            res["saew correlate (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
+        base = res.get("scipy A^T A + triu", {})
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times inflate "
+              f"with contention; CPU seconds do not)")
+        for name, r in res.items():
+            ratio = (f"{r['seconds'] / base['seconds']:.2f}x / {r['cpu'] / base['cpu']:.2f}x"
+                     if base else "-")
+            print(f"{name:32s} wall {r['seconds']:6.1f}s  cpu {r['cpu']:6.1f}s  "
+                  f"(wall/cpu vs baseline {ratio})  peak {r['peak_gb']:.2f} GB  "
+                  f"{r.get('out') or r.get('pairs')}")
+
+
+if __name__ == "__main__":
+    main()

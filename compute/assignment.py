@@ -1,0 +1,488 @@
+"""Exact linear assignment (minimum-total-cost one-to-one matching), dense or certified sparse.
+
+Problem: given costs c_ij (n rows, m columns), choose min(n, m) pairs, each row and column at
+most once, minimising sum c_ij.  Two solvers return the same optimum:
+
+* ``exact``: the dense float64 matrix and scipy's ``linear_sum_assignment`` (Crouse 2016,
+  shortest augmenting paths).  Memory n*m*8 bytes, so only for moderate sizes.
+* ``sparse``: screen every row in chunks (one GEMM per chunk for squared distances) keeping its
+  k cheapest columns and, per column, the cheapest value; solve the assignment on those
+  candidate edges with exact float64 costs (a sparse shortest-augmenting-path solver, Jonker &
+  Volgenant 1987 / LAPJVsp, that also returns the LP duals u, v); then CERTIFY optimality by
+  LP duality: the matching is optimal if every reduced cost c_ij - u_i - v_j >= 0 (with
+  v_j <= 0, and v_j = 0 on unmatched columns, when n < m).  Pairs outside the candidate set
+  are bounded below by their row's k-th candidate cost t_i or their column's minimum s_j, so
+  whole rows are certified at once with a vectorised test; rows that fail it are recomputed
+  exactly (a GEMM on those rows only), violating pairs are added as edges and the problem is
+  re-solved, until no violation is left.  The result is never a silently sub-optimal or
+  partial matching.
+
+Floating point: screening GEMMs run in float32; every such value carries a rigorous error
+bound |c32_ij - c_ij| <= row_err_i + col_err_j (``CostProvider``), which the certificate
+subtracts; candidate edges, duals and totals are float64.
+
+``auto`` uses ``exact`` when n*m <= ``SolverConfig.dense_limit`` and ``sparse`` otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from warehouse.errors import BadInput
+
+SOLVERS = ("auto", "exact", "sparse")
+U32 = 2.0 ** -24  # unit roundoff of float32
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    k: int = 32                    # candidate columns kept per row by the screening pass
+    chunk_rows: int = 2048         # rows per screening GEMM chunk
+    dense_limit: int = 4_000_000   # auto: dense exact solver up to n*m entries
+    exact_max_bytes: int = 6 << 30  # exact: refuse dense float64 matrices above this
+    tol: float = 1e-9              # certificate tolerance, relative to the largest edge cost
+    grow: int = 4                  # factor by which a re-screened row's candidate count grows
+    cache_bytes: int = 2 << 30     # memory for whole cost rows kept between certificate rounds
+
+
+@dataclass
+class Assignment:
+    rows: np.ndarray          # int64, ascending
+    cols: np.ndarray          # int64
+    total: float              # sum of the exact (float64) costs of the pairs
+    stats: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- cost providers
+class CostProvider:
+    """Costs of an n x m problem, read by blocks of rows.
+
+    ``block(r0, r1)`` / ``rows(idx)``: approximate costs as a torch tensor (float32 or float64)
+    with |approx_ij - exact_ij| <= row_err[i] + col_err[j];  ``exact(i, j)``: float64 costs of
+    pairs; ``dense()``: the full float64 matrix; ``T``: the transposed problem.
+    """
+    n: int
+    m: int
+    row_err: np.ndarray
+    col_err: np.ndarray
+
+    def block(self, r0: int, r1: int):
+        return self.rows(np.arange(r0, r1))
+
+    def rows(self, idx: np.ndarray):
+        raise NotImplementedError
+
+    def exact(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def T(self) -> "CostProvider":
+        raise NotImplementedError
+
+
+class DenseCosts(CostProvider):
+    """A cost matrix held in memory (float64; exact, no error bound)."""
+
+    def __init__(self, c: np.ndarray):
+        import torch
+
+        c = np.asarray(c, dtype=np.float64)
+        if c.ndim != 2:
+            raise ValueError("cost matrix must be 2-D")
+        if not np.isfinite(c).all():
+            raise ValueError("cost matrix holds NaN or Inf")
+        self.c = c
+        self.t = torch.from_numpy(c)
+        self.n, self.m = c.shape
+        self.row_err = np.zeros(self.n)
+        self.col_err = np.zeros(self.m)
+
+    def block(self, r0, r1):
+        return self.t[r0:r1]
+
+    def rows(self, idx):
+        return self.t[np.asarray(idx, dtype=np.int64)]
+
+    def exact(self, i, j):
+        return self.c[i, j]
+
+    def dense(self):
+        return self.c
+
+    @property
+    def T(self):
+        return DenseCosts(self.c.T)
+
+
+class SqEuclidCosts(CostProvider):
+    """c_ij = scale * ||a_i - b_j||^2 for row vectors a (n x d) and b (m x d).
+
+    Blocks are one float32 GEMM each: |a|^2 + |b|^2 - 2 a.b.  Error bound (Higham, Accuracy
+    and Stability of Numerical Algorithms, sec. 3.1): |fl(a.b) - a.b| <= gamma_d |a| |b| with
+    gamma_d = d u / (1 - d u), and 2|a||b| <= |a|^2 + |b|^2, so with the additions
+    |c32_ij - c_ij| <= (d + 4) u' (|a_i|^2 + |b_j|^2) * scale (u' = 1.01 u, margin for gamma_d).
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0):
+        import torch
+
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        b = np.ascontiguousarray(b, dtype=np.float32)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+            raise ValueError(f"vectors of different widths: {a.shape} vs {b.shape}")
+        self.a, self.b, self.scale = a, b, float(scale)
+        self.ta, self.tb = torch.from_numpy(a), torch.from_numpy(b)
+        self.n, self.m = a.shape[0], b.shape[0]
+        self.na = np.einsum("ij,ij->i", a.astype(np.float64), a.astype(np.float64))
+        self.nb = np.einsum("ij,ij->i", b.astype(np.float64), b.astype(np.float64))
+        self.ta_n = torch.from_numpy(self.na.astype(np.float32))
+        self.tb_n = torch.from_numpy(self.nb.astype(np.float32))
+        g = (a.shape[1] + 4) * U32 * 1.01 * self.scale
+        self.row_err = g * self.na + 1e-30
+        self.col_err = g * self.nb + 1e-30
+
+    def _costs(self, ta, na):
+        import torch
+
+        out = torch.addmm(self.tb_n[None, :], ta, self.tb.T, alpha=-2.0)
+        out += na[:, None]
+        if self.scale != 1.0:
+            out *= self.scale
+        return out
+
+    def block(self, r0, r1):
+        return self._costs(self.ta[r0:r1], self.ta_n[r0:r1])
+
+    def rows(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        return self._costs(self.ta[idx], self.ta_n[idx])
+
+    def exact(self, i, j):
+        """Float64 sum of squared differences (products of float32 inputs are exact)."""
+        from .lap_sparse import pair_sqdist
+
+        return pair_sqdist(self.a, self.b, i, j) * self.scale
+
+    def dense(self):
+        a64, b64 = self.a.astype(np.float64), self.b.astype(np.float64)
+        c = self.na[:, None] + self.nb[None, :] - 2.0 * (a64 @ b64.T)
+        np.maximum(c, 0.0, out=c)
+        return c * self.scale
+
+    @property
+    def T(self):
+        return SqEuclidCosts(self.b, self.a, self.scale)
+
+
+class CosineCosts(SqEuclidCosts):
+    """c_ij = 1 - a_i . b_j for unit (or zero) row vectors: 1 - cos, with cos = 0 for a zero
+    vector.  Blocks: one float32 GEMM; |fl(a.b) - a.b| <= gamma_d (|a_i|^2 + |b_j|^2) / 2."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray):
+        import torch
+
+        super().__init__(a, b, 1.0)
+        g = (a.shape[1] + 4) * U32 * 1.01 * 0.5
+        self.row_err = g * self.na + 1e-30
+        self.col_err = g * self.nb + 1e-30
+        self.ones = torch.ones(self.m, dtype=torch.float32)
+
+    def _costs(self, ta, na):
+        import torch
+
+        return torch.addmm(self.ones[None, :], ta, self.tb.T, alpha=-1.0)
+
+    def exact(self, i, j):
+        from .lap_sparse import pair_dot
+
+        return 1.0 - pair_dot(self.a, self.b, i, j)
+
+    def dense(self):
+        return 1.0 - self.a.astype(np.float64) @ self.b.astype(np.float64).T
+
+    @property
+    def T(self):
+        return CosineCosts(self.b, self.a)
+
+
+# --------------------------------------------------------------------------- public entry
+def solve(costs: CostProvider | np.ndarray, solver: str = "auto",
+          cfg: SolverConfig = SolverConfig()) -> Assignment:
+    """Minimum-cost one-to-one matching of min(n, m) pairs; rows ascending, exact total."""
+    if not isinstance(costs, CostProvider):
+        costs = DenseCosts(costs)
+    if solver not in SOLVERS:
+        raise BadInput(f"--solver {solver!r}: expected one of {', '.join(SOLVERS)}")
+    if costs.n == 0 or costs.m == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return Assignment(e, e, 0.0, {"solver": "empty"})
+    if costs.n > costs.m:
+        r = solve(costs.T, solver, cfg)
+        order = np.argsort(r.cols, kind="stable")
+        return Assignment(r.cols[order], r.rows[order], r.total, r.stats)
+    if solver == "exact" or (solver == "auto" and costs.n * costs.m <= cfg.dense_limit):
+        return _solve_dense(costs, cfg)
+    return _solve_sparse(costs, cfg)
+
+
+def _solve_dense(costs: CostProvider, cfg: SolverConfig) -> Assignment:
+    from scipy.optimize import linear_sum_assignment
+
+    need = costs.n * costs.m * 8
+    if need > cfg.exact_max_bytes:
+        raise BadInput(f"--solver exact: a dense {costs.n} x {costs.m} cost matrix needs "
+                       f"{need / 2**30:.1f} GB; use --solver auto or sparse (also exact)")
+    c = costs.dense()
+    r, j = linear_sum_assignment(c)
+    total = float(costs.exact(r.astype(np.int64), j.astype(np.int64)).sum())
+    return Assignment(r.astype(np.int64), j.astype(np.int64), total, {"solver": "exact"})
+
+
+def random_bijection(n: int, m: int, seed: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded uniformly random one-to-one matching of min(n, m) pairs (the null model).
+
+    Drawn from ``SeedSequence(seed, spawn_key=(stream,))`` (stream = the source layer), so
+    every layer pair gets its own independent, reproducible permutation.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(stream),)))
+    if n <= m:
+        return np.arange(n, dtype=np.int64), rng.permutation(m)[:n].astype(np.int64)
+    rows = np.sort(rng.permutation(n)[:m]).astype(np.int64)
+    return rows, rng.permutation(m).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- sparse path
+def _screen(costs: CostProvider, k: int, chunk: int):
+    """One pass over row chunks: per row its k cheapest columns (indices, and the k-th value
+    t_i, a lower bound on every other entry of the row), per column its minimum s_j."""
+    import torch
+
+    n, m = costs.n, costs.m
+    cand = np.empty((n, k), dtype=np.int64)
+    t = np.empty(n, dtype=np.float64)
+    s = None
+    for r0 in range(0, n, chunk):
+        blk = costs.block(r0, min(n, r0 + chunk))
+        vals, idx = blk.topk(k, dim=1, largest=False, sorted=False)
+        cand[r0:r0 + len(idx)] = idx.numpy()
+        t[r0:r0 + len(idx)] = vals.amax(dim=1).double().numpy()
+        cm = blk.amin(dim=0)
+        s = cm if s is None else torch.minimum(s, cm)
+        del blk
+    return cand, t, s.double().numpy()
+
+
+def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray, chunk: int):
+    """The k cheapest rows of each given column; s_j raised to the k-th value (in place)."""
+    if len(cols) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = min(k, costs.n)
+    tc = costs.T
+    ii, jj = [], []
+    for c0 in range(0, len(cols), chunk):
+        cc = cols[c0:c0 + chunk]
+        vals, idx = tc.rows(cc).topk(k, dim=1, largest=False, sorted=False)
+        ii.append(idx.numpy().ravel())
+        jj.append(np.repeat(cc, k))
+        s[cc] = np.maximum(s[cc], vals.amax(dim=1).double().numpy())
+    return np.concatenate(ii), np.concatenate(jj)
+
+
+class _Edges:
+    """The candidate edge set, as sorted unique (row, col) codes with exact costs."""
+
+    def __init__(self, m: int):
+        self.m = m
+        self.code = np.zeros(0, dtype=np.int64)
+        self.cost = np.zeros(0, dtype=np.float64)
+
+    def add(self, costs: CostProvider, i: np.ndarray, j: np.ndarray) -> int:
+        code = np.unique(i.astype(np.int64) * self.m + j.astype(np.int64))
+        code = code[~np.isin(code, self.code, assume_unique=True)]
+        if len(code) == 0:
+            return 0
+        c = costs.exact(code // self.m, code % self.m)
+        allc = np.concatenate([self.code, code])
+        allw = np.concatenate([self.cost, c])
+        o = np.argsort(allc, kind="stable")
+        self.code, self.cost = allc[o], allw[o]
+        return len(code)
+
+    def csr(self, n: int):
+        rows = self.code // self.m
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        return indptr, self.code % self.m, self.cost
+
+
+def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
+    import time
+
+    clock = time.perf_counter
+    t0 = clock()
+    n, m = costs.n, costs.m
+    k = min(cfg.k, m)
+    cand, t, s = _screen(costs, k, cfg.chunk_rows)
+    t1 = clock()
+    kr = np.full(n, k, dtype=np.int64)          # candidates screened per row
+    edges = _Edges(m)
+    cache: dict = {}  # row -> its approximate cost row, for rows checked more than once
+    # columns in nobody's top k: give each its k cheapest rows (a GEMM on those columns only)
+    # and raise its lower bound s_j to its k-th cheapest entry
+    uncovered = np.setdiff1d(np.arange(m), cand.ravel(), assume_unique=False)
+    ci, cj = _screen_columns(costs, uncovered, k, s, cfg.chunk_rows)
+    edges.add(costs, np.concatenate([np.repeat(np.arange(n), k), ci]),
+              np.concatenate([cand.ravel(), cj]))
+    del cand
+    stats = {"solver": "sparse", "k": k, "rounds": 0, "rescreened_rows": 0, "added_edges": 0,
+             "screened_columns": int(len(uncovered)),
+             "expanded_rows": 0, "t_screen": t1 - t0, "t_solve": 0.0, "t_check": 0.0,
+             "t_edges": clock() - t1}
+
+    while True:
+        stats["rounds"] += 1
+        indptr, indices, w = edges.csr(n)
+        t2 = clock()
+        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m)
+        stats["t_solve"] += clock() - t2
+        t2 = clock()
+        if status != 0:  # no full matching among the candidates: widen the stuck trees
+            grow = np.flatnonzero(tree)
+            grow = grow[kr[grow] < m]
+            if len(grow) == 0:
+                raise RuntimeError("assignment: no full matching even on complete rows")
+            stats["expanded_rows"] += len(grow)
+            _, ri, rj = _check_rows(costs, grow, u * 0, v * 0, np.inf, kr, t, cfg, cache)
+            edges.add(costs, ri, rj)
+            continue
+        tol = cfg.tol * max(1.0, float(np.abs(w).max()))
+        bad = _uncertified_rows(t, s, u, v, costs.row_err, costs.col_err, tol)
+        if len(bad) == 0:
+            break
+        stats["rescreened_rows"] += len(bad)
+        nviol, ri, rj = _check_rows(costs, bad, u, v, tol, kr, t, cfg, cache)
+        stats["t_check"] += clock() - t2
+        if nviol == 0:
+            break  # every pair of the failed rows checks out exactly: certified
+        t2 = clock()
+        before = len(edges.code)
+        edges.add(costs, ri, rj)
+        stats["added_edges"] += len(edges.code) - before
+        stats["t_edges"] += clock() - t2
+    rows = np.arange(n, dtype=np.int64)
+    cols = col4row.astype(np.int64)
+    total = float(costs.exact(rows, cols).sum())
+    stats["edges"] = int(len(edges.code))
+    stats["dual_gap"] = float(total - (u.sum() + v[v < 0].sum()))
+    return Assignment(rows, cols, total, stats)
+
+
+def _uncertified_rows(t, s, u, v, row_err, col_err, tol) -> np.ndarray:
+    """Rows holding a pair whose reduced cost is not proven >= -tol by the bounds.
+
+    A non-candidate pair has c_ij >= max(t_i, s_j) - row_err_i - col_err_j.  It is certified
+    if t_i - row_err_i - u_i >= v_j + col_err_j - tol  (row bound)  or
+    s_j - v_j - col_err_j >= u_i + row_err_i - tol  (column bound).  Row i fails iff
+    max{v_j + col_err_j : s_j - v_j - col_err_j < u_i + row_err_i - tol} > t_i - row_err_i - u_i + tol,
+    found for all rows at once with a sort and a prefix maximum.
+    """
+    a = t - row_err - u + tol
+    w = v + col_err
+    b = s - v - col_err
+    order = np.argsort(b, kind="stable")
+    b_sorted = b[order]
+    pmax = np.maximum.accumulate(w[order])
+    cnt = np.searchsorted(b_sorted, u + row_err - tol, side="left")
+    worst = np.where(cnt > 0, pmax[np.maximum(cnt - 1, 0)], -np.inf)
+    return np.flatnonzero(worst > a)
+
+
+def _cached_rows(costs: CostProvider, rr: np.ndarray, cache: dict, budget: int):
+    """Approximate cost rows, kept in memory (up to ``budget`` bytes) for later rounds."""
+    import torch
+
+    miss = np.array([r for r in rr.tolist() if r not in cache], dtype=np.int64)
+    if len(miss) == len(rr):
+        blk = costs.rows(rr)
+    else:
+        fresh = costs.rows(miss) if len(miss) else None
+        pos = {r: q for q, r in enumerate(miss.tolist())}
+        blk = torch.stack([cache[r] if r in cache else fresh[pos[r]] for r in rr.tolist()])
+    if len(miss):
+        used = sum(x.numel() * x.element_size() for x in cache.values())
+        per = blk[0].numel() * blk.element_size()
+        room = max(0, (budget - used) // max(1, per))
+        where = {r: q for q, r in enumerate(rr.tolist())}
+        for r in miss.tolist()[:room]:
+            cache[r] = blk[where[r]].clone()
+    return blk
+
+
+def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: SolverConfig,
+                cache: dict):
+    """Recompute whole rows: find pairs whose exact reduced cost c_ij - u_i - v_j < -tol, and
+    widen each row's candidate set to its ``grow`` x kr_i cheapest columns (raising t_i).
+
+    Pairs not provably >= -tol from the approximate block (error bounds subtracted) are checked
+    in float64; of the violators, each row keeps its ``grow`` x kr_i most negative.
+    Returns (number of violations, rows, cols) of the kept violators plus the new candidates.
+    ``kr`` and ``t`` are updated in place.
+    """
+    import torch
+
+    m = costs.m
+    vc = torch.from_numpy(v + costs.col_err)
+    nviol = 0
+    out_i, out_j = [], []
+    step = max(1, min(cfg.chunk_rows, (1 << 25) // max(1, m)))
+    for c0 in range(0, len(rows_), step):
+        rr = rows_[c0:c0 + step]
+        blk = _cached_rows(costs, rr, cache, cfg.cache_bytes)
+        newk = np.minimum(kr[rr] * cfg.grow, m)
+        kk = int(newk.max())
+        vals, idx = blk.topk(kk, dim=1, largest=False, sorted=True)
+        vals, idx = vals.double().numpy(), idx.numpy()
+        keep = np.arange(kk)[None, :] < newk[:, None]
+        out_i.append(np.broadcast_to(rr[:, None], idx.shape)[keep])
+        out_j.append(idx[keep])
+        t[rr] = vals[np.arange(len(rr)), newk - 1]
+        if np.isfinite(tol):
+            red = blk.double()
+            del blk
+            red -= vc[None, :]
+            thr = torch.from_numpy(u[rr] + costs.row_err[rr] - tol)
+            fi, fj = torch.nonzero(red < thr[:, None], as_tuple=True)  # not provably >= -tol
+            if len(fi):
+                rv = red[fi, fj].numpy()
+                fi, fj = fi.numpy(), fj.numpy()
+                i = rr[fi]
+                margin = 2.0 * (costs.row_err[i] + costs.col_err[fj])
+                sure = rv + margin < thr.numpy()[fi]  # a violation even at the error bound
+                unsure = np.flatnonzero(~sure)
+                viol = sure.copy()
+                if len(unsure):
+                    rc = costs.exact(i[unsure], fj[unsure]) - u[i[unsure]] - v[fj[unsure]]
+                    viol[unsure[rc < -tol]] = True
+                bad = np.flatnonzero(viol)
+                if len(bad):
+                    nviol += len(bad)
+                    o = bad[np.lexsort((rv[bad], i[bad]))]
+                    bi, bj = i[o], fj[o]
+                    first = np.searchsorted(bi, bi, side="left")
+                    rank = np.arange(len(bi)) - first
+                    sel = rank < np.minimum(kr[bi] * cfg.grow, m)
+                    out_i.append(bi[sel])
+                    out_j.append(bj[sel])
+            del red
+        kr[rr] = newk
+    return nviol, np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _sparse_sap(indptr, indices, cost, m):
+    from .lap_sparse import sparse_sap
+
+    return sparse_sap(indptr, indices.astype(np.int64), cost.astype(np.float64), m)

@@ -1,0 +1,241 @@
+"""SAE Match: the exact assignment solver against scipy, planted permutations, the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from compute.assignment import CosineCosts, SolverConfig, SqEuclidCosts, random_bijection, solve
+from compute.match import match_pair
+from tests.factories import make_sae, put_sae
+from tests.factories_match import planted_next_layer, put_embeddings, twin_jumprelu
+from warehouse.saemath import pair_cosines, pair_costs
+
+
+def _scipy_opt(c: np.ndarray) -> float:
+    r, j = linear_sum_assignment(c)
+    return float(c[r, j].sum())
+
+
+def _check(a, n: int, m: int, c: np.ndarray) -> None:
+    assert len(a.rows) == min(n, m)
+    assert len(np.unique(a.rows)) == len(a.rows) and len(np.unique(a.cols)) == len(a.cols)
+    assert np.all(np.diff(a.rows) > 0)
+    opt = _scipy_opt(c)
+    assert abs(a.total - opt) <= 1e-9 * max(1.0, abs(opt))
+    assert abs(c[a.rows, a.cols].sum() - a.total) <= 1e-9 * max(1.0, abs(opt))
+
+
+# --------------------------------------------------------------------------- the solver
+@pytest.mark.parametrize("shape", [(1, 1), (7, 7), (40, 40), (25, 40), (40, 25), (1, 9), (9, 1)])
+@pytest.mark.parametrize("kind", ["uniform", "ties", "rank_one_plus_noise"])
+def test_sparse_and_exact_equal_scipy_on_random_costs(shape, kind):
+    rng = np.random.default_rng(hash((shape, kind)) % 2**32)
+    n, m = shape
+    if kind == "uniform":
+        c = rng.random((n, m))
+    elif kind == "ties":  # many equal costs and duplicate rows
+        c = rng.integers(0, 3, (n, m)).astype(float)
+        c[n // 2:] = c[: n - n // 2]
+    else:  # every row prefers the same columns: top-k candidates are useless
+        c = np.add.outer(rng.random(n), 5 * rng.random(m)) + 0.1 * rng.random((n, m))
+    for k in (1, 2, 5):
+        _check(solve(c, "sparse", SolverConfig(k=k, chunk_rows=8)), n, m, c)
+    _check(solve(c, "exact"), n, m, c)
+    _check(solve(c, "auto"), n, m, c)
+
+
+def test_truncation_is_wrong_so_the_certificate_must_act():
+    """All rows rank the same columns first: the k=2 candidate graph has no full matching
+    (expansion), and where it has one it is sub-optimal (violations found and added)."""
+    rng = np.random.default_rng(3)
+    c = np.add.outer(np.zeros(30), np.linspace(0, 1, 30)) + 0.3 * rng.random((30, 30))
+    a = solve(c, "sparse", SolverConfig(k=2, chunk_rows=8))
+    assert a.stats["expanded_rows"] > 0 or a.stats["rescreened_rows"] > 0
+    _check(a, 30, 30, c)
+    # a case where the top-k graph is feasible but its optimum is not the global one
+    c2 = rng.random((60, 60))
+    c2[np.arange(60), np.roll(np.arange(60), 1)] = 0.5  # decent, but outside everyone's top 2
+    b = solve(c2, "sparse", SolverConfig(k=2, chunk_rows=16))
+    assert b.stats["rounds"] >= 1
+    _check(b, 60, 60, c2)
+
+
+def test_sqeuclid_and_cosine_providers_match_dense_oracle():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((70, 12)).astype(np.float32)
+    b = np.concatenate([a[rng.permutation(70)[:50]] + 0.3 * rng.standard_normal((50, 12)),
+                        rng.standard_normal((30, 12))]).astype(np.float32)
+    for costs in (SqEuclidCosts(a, b), CosineCosts(a / np.linalg.norm(a, axis=1, keepdims=True),
+                                                   b / np.linalg.norm(b, axis=1, keepdims=True))):
+        dense = costs.dense()
+        for solver in ("sparse", "exact"):
+            for cc in (costs, costs.T):
+                r = solve(cc, solver, SolverConfig(k=3, chunk_rows=16))
+                d = cc.dense()
+                _check(r, cc.n, cc.m, d)
+        i, j = np.arange(10), np.arange(10)[::-1]
+        np.testing.assert_allclose(costs.exact(i, j), dense[i, j], rtol=1e-9, atol=1e-12)
+    # the float32 screening block stays within the stated error bound
+    sq = SqEuclidCosts(a, b)
+    err = np.abs(sq.block(0, 70).numpy() - sq.dense())
+    assert np.all(err <= sq.row_err[:, None] + sq.col_err[None, :])
+
+
+def test_random_bijection_is_seeded_and_one_to_one():
+    r1, c1 = random_bijection(30, 40, 0, 3)
+    r2, c2 = random_bijection(30, 40, 0, 3)
+    r3, c3 = random_bijection(30, 40, 1, 3)
+    r4, c4 = random_bijection(30, 40, 0, 4)
+    assert np.array_equal(c1, c2) and not np.array_equal(c1, c3) and not np.array_equal(c1, c4)
+    assert not np.array_equal(c1, np.random.default_rng(0).permutation(40)[:30])
+    assert len(np.unique(c1)) == 30 and c1.max() < 40
+    r, c = random_bijection(40, 30, 5)
+    assert len(r) == 30 and len(np.unique(r)) == 30 and sorted(c) == list(range(30))
+
+
+# --------------------------------------------------------------------------- SAE Match
+def test_planted_permutation_folding_matters():
+    """Layer l+1 = a permuted copy of a twin-feature JumpReLU SAE with per-feature threshold
+    rescaling (folded parameters preserved): folded recovers the permutation exactly, unfolded
+    and cosine cannot (twins share decoder directions; raw scales changed)."""
+    acc = {m: [] for m in ("folded", "folded-decoder", "unfolded", "cosine")}
+    for seed in range(3):
+        p = twin_jumprelu(seed=seed)
+        perm = np.random.default_rng(seed + 10).permutation(p.d_sae)
+        q = planted_next_layer(p, perm, seed=seed + 1, noise=0.05)
+        for m in acc:
+            r = match_pair(p, q, m, "sparse")
+            assert np.array_equal(r.src_feature, np.arange(p.d_sae))
+            acc[m].append(float((r.dst_feature == perm).mean()))
+            ex = match_pair(p, q, m, "exact")
+            assert abs(ex.total - r.total) <= 1e-9 * max(1.0, abs(r.total))
+    assert min(acc["folded"]) == 1.0 and min(acc["folded-decoder"]) == 1.0
+    assert np.mean(acc["unfolded"]) < 0.9 and np.mean(acc["cosine"]) < 0.9
+
+
+def test_costs_and_cosines_are_the_methods(tmp_path):
+    a = make_sae(8, 20, "jumprelu", seed=1)
+    b = make_sae(8, 26, "jumprelu", seed=2, threshold_scale=3.0)
+    for method in ("folded", "folded-decoder", "unfolded", "cosine"):
+        r = match_pair(a, b, method)
+        np.testing.assert_allclose(r.cost, pair_costs(a, b, r.src_feature, r.dst_feature, method))
+        np.testing.assert_allclose(r.cosine, pair_cosines(a.w_dec, b.w_dec, r.src_feature, r.dst_feature))
+        # exact optimum of the method's cost (unequal widths: 20 pairs)
+        if method == "cosine":
+            dense = 1 - pair_cosines(a.w_dec, b.w_dec, *[x.ravel() for x in np.meshgrid(
+                np.arange(20), np.arange(26), indexing="ij")]).reshape(20, 26)
+        else:
+            ii, jj = [x.ravel() for x in np.meshgrid(np.arange(20), np.arange(26), indexing="ij")]
+            dense = pair_costs(a, b, ii, jj, method).reshape(20, 26)
+        assert len(r.src_feature) == 20
+        opt = _scipy_opt(dense)
+        assert abs(r.total - opt) <= 1e-6 * abs(opt)
+    rnd = match_pair(a, b, "random", seed=0, stream=0)
+    np.testing.assert_allclose(rnd.cost, pair_costs(a, b, rnd.src_feature, rnd.dst_feature, "folded"))
+
+
+# --------------------------------------------------------------------------- the command
+def _release(lake, widths=(24, 24, 30), seed=0):
+    for layer, w in enumerate(widths):
+        put_sae(lake, "r", layer, make_sae(8, w, "jumprelu", seed=seed + layer))
+
+
+def test_cli_match_writes_every_adjacent_pair_and_reruns_replace(saew, lake):
+    _release(lake, widths=(24, 24, 30, 20))
+    code, out, err = saew("match", "--release", "r", "--method", "all")
+    assert code == 0, err
+    t = lake.query("SELECT method, src_layer, count(*) n, count(DISTINCT dst_feature) nd, "
+                   "min(dst_layer - src_layer) dl FROM matches GROUP BY ALL ORDER BY ALL")
+    got = {(m, s): (n, nd, dl) for m, s, n, nd, dl in zip(*[t.column(c).to_pylist() for c in t.column_names])}
+    assert len(got) == 5 * 3
+    for m in ("folded", "folded-decoder", "unfolded", "cosine", "random"):
+        assert got[(m, 0)] == (24, 24, 1) and got[(m, 1)] == (24, 24, 1) and got[(m, 2)] == (20, 20, 1)
+    code, _, err = saew("match", "--release", "r", "--solver", "exact")
+    assert code == 0, err
+    assert lake.query("SELECT count(*) n FROM matches").column("n")[0].as_py() == 5 * (24 + 24 + 20)
+    # exact and sparse agree; costs are the folded cost; random is seeded
+    ex = lake.query("SELECT sum(cost) s FROM matches WHERE method = 'folded'").column("s")[0].as_py()
+    assert saew("match", "--release", "r", "--solver", "sparse")[0] == 0
+    sp = lake.query("SELECT sum(cost) s FROM matches WHERE method = 'folded'").column("s")[0].as_py()
+    assert abs(ex - sp) <= 1e-9 * ex
+    r1 = lake.query("SELECT dst_feature FROM matches WHERE method = 'random' ORDER BY src_layer, src_feature")
+    assert saew("match", "--release", "r", "--method", "random")[0] == 0
+    r2 = lake.query("SELECT dst_feature FROM matches WHERE method = 'random' ORDER BY src_layer, src_feature")
+    assert r1.equals(r2)
+    assert saew("match", "--release", "r", "--method", "random", "--seed", "7")[0] == 0
+    r3 = lake.query("SELECT dst_feature FROM matches WHERE method = 'random' ORDER BY src_layer, src_feature")
+    assert not r1.equals(r3)
+
+
+def test_cli_text_space_leaves_out_features_without_embeddings(saew, lake):
+    _release(lake, widths=(12, 16))
+    rng = np.random.default_rng(0)
+    f0, f1 = np.array([0, 2, 3, 5, 7, 8, 11]), np.array([1, 2, 4, 6, 9, 10, 12, 13, 15])
+    e0, e1 = rng.standard_normal((7, 5)), rng.standard_normal((9, 5))
+    put_embeddings(lake, "r", 0, f0, e0)
+    put_embeddings(lake, "r", 1, f1, e1)
+    code, out, err = saew("match", "--release", "r", "--space", "text")
+    assert code == 0, err
+    t = lake.query("SELECT src_feature, dst_feature, cost, cosine FROM matches WHERE space = 'text' "
+                   "AND method = 'cosine' ORDER BY src_feature")
+    s, d = np.array(t.column("src_feature").to_pylist()), np.array(t.column("dst_feature").to_pylist())
+    assert list(s) == list(f0) and set(d) <= set(f1) and len(set(d)) == 7
+    u0 = e0 / np.linalg.norm(e0, axis=1, keepdims=True)
+    u1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
+    dense = 1 - u0 @ u1.T
+    cost = np.array(t.column("cost").to_pylist())
+    assert abs(cost.sum() - _scipy_opt(dense)) < 1e-6
+    np.testing.assert_allclose(np.array(t.column("cosine").to_pylist()), 1 - cost, atol=1e-12)
+    assert saew("match", "--release", "r", "--space", "text", "--method", "random")[0] == 0
+    assert saew("match", "--release", "r", "--space", "text", "--embedder", "test-embedder")[0] == 0
+
+
+def _nothing_written(lake) -> bool:
+    return not lake.has_data("matches") and not lake.has_data("runs")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--release", "r", "--method", "bogus"], "--method"),
+    (["--release", "r", "--solver", "fast"], "--solver"),
+    (["--release", "r", "--space", "audio"], "--space"),
+    (["--release", "r", "--space", "text", "--method", "folded"], "--method"),
+    (["--release", "r", "--space", "text"], "embeddings"),
+    (["--release", "nope"], "nope"),
+    (["--release", "../x"], "--release"),
+    (["--release", "r", "--candidates", "0"], "--candidates"),
+])
+def test_cli_bad_arguments(saew, lake, argv, needle):
+    _release(lake, widths=(10, 10))
+    code, out, err = saew("match", *argv)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert _nothing_written(lake)
+
+
+def test_cli_release_with_one_layer(saew, lake):
+    put_sae(lake, "r", 3, make_sae(8, 10))
+    code, _, err = saew("match", "--release", "r")
+    assert code == 2 and "only layer 3" in err and len(err.strip().splitlines()) == 1
+    assert _nothing_written(lake)
+
+
+def test_cli_mismatched_d_in(saew, lake):
+    """write_sae refuses a d_in change inside a release, so plant one through another release."""
+    import shutil
+
+    put_sae(lake, "r", 0, make_sae(8, 10))
+    put_sae(lake, "other", 1, make_sae(6, 10))
+    for table in ("saes", "features"):
+        shutil.move(lake.table_dir(table) / "release=other" / "layer=1",
+                    lake.table_dir(table) / "release=r" / "layer=1")
+    code, _, err = saew("match", "--release", "r")
+    assert code == 2 and "d_in" in err and len(err.strip().splitlines()) == 1
+    assert _nothing_written(lake)
+
+
+def test_cli_exact_refuses_huge_dense_matrix():
+    from warehouse.errors import BadInput
+
+    big = SqEuclidCosts(np.zeros((40000, 2), np.float32), np.zeros((40000, 2), np.float32))
+    with pytest.raises(BadInput, match="--solver exact"):
+        solve(big, "exact")
