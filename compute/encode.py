@@ -34,7 +34,7 @@ class TorchSAE:
 
     @classmethod
     def from_params(cls, p: SAEParams) -> "TorchSAE":
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))  # noqa: E731
         return cls(t(p.w_enc), t(p.b_enc), t(p.w_dec), t(p.b_dec),
                    None if p.threshold is None else t(p.threshold), p.architecture, p.k,
                    p.normalize, p.apply_b_dec_to_input)
