@@ -90,7 +90,7 @@ def summary(ctx, release: str, seconds: float, skipped: list[str]) -> str:
     lines = [f"saew demo: release {release!r} done in {seconds / 60:.1f} min"]
     try:
         n = con.execute("SELECT count(*), sum(d_sae), min(d_sae) FROM saes WHERE release = ?",
-                        [release]).fetchone()
+                        [release]).fetchall()[0]
         lines.append(f"  layers: {n[0]}, features: {n[1]} ({n[2]} per layer)")
         try:
             rel = con.sql(
