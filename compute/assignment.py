@@ -39,7 +39,7 @@ U32 = 2.0 ** -24  # unit roundoff of float32
 class SolverConfig:
     k: int = 32                    # candidate columns kept per row by the screening pass
     chunk_rows: int = 2048         # rows per screening GEMM chunk
-    dense_limit: int = 4_000_000   # auto: dense exact solver up to n*m entries
+    dense_limit: int = 10_000_000  # auto: dense exact solver up to n*m entries (~3,072^2: faster there)
     exact_max_bytes: int = 6 << 30  # exact: refuse dense float64 matrices above this
     tol: float = 1e-9              # certificate tolerance, relative to the largest edge cost
     grow: int = 4                  # factor by which a re-screened row's candidate count grows

@@ -63,20 +63,39 @@ def reconstruction_error(f_src, f_dst, w_dec_dst: np.ndarray, decoders: dict[str
     x = f_dst @ w_dec_dst + b (b cancels in both sums); ``n_zero`` more tokens have x = x_hat = b.
     Returns ({method: sum_t ||x_hat_t - x_t||^2}, sum_t ||x_t - mean x||^2, n_tokens).
     """
+    import torch
+
     n = f_src.shape[0] + n_zero
     if n == 0:
         return {m: float("nan") for m in decoders}, float("nan"), 0
     mean = (np.asarray(f_dst.sum(axis=0), dtype=np.float64).ravel() @ w_dec_dst.astype(np.float64)) / n
     den = n_zero * float(mean @ mean)
     num = {m: 0.0 for m in decoders}
+    w_ref = torch.from_numpy(np.array(w_dec_dst, dtype=np.float32, order="C"))
+    ws = {m: torch.from_numpy(np.array(w, dtype=np.float32, order="C")) for m, w in decoders.items()}
+    mu = torch.from_numpy(mean)
     for t0 in range(0, f_src.shape[0], CHUNK_TOKENS):
-        x = np.asarray(f_dst[t0:t0 + CHUNK_TOKENS] @ w_dec_dst, dtype=np.float64)
-        den += float(((x - mean) ** 2).sum())
-        a = f_src[t0:t0 + CHUNK_TOKENS]
-        for m, w in decoders.items():
-            d = np.asarray(a @ w, dtype=np.float64) - x
-            num[m] += float(np.einsum("ij,ij->", d, d))
+        x = _torch_csr(f_dst[t0:t0 + CHUNK_TOKENS]) @ w_ref   # sparse x dense, multi-threaded
+        den += float(((x.double() - mu) ** 2).sum())
+        a = _torch_csr(f_src[t0:t0 + CHUNK_TOKENS])
+        for m, w in ws.items():
+            d = (a @ w).double() - x.double()
+            num[m] += float((d * d).sum())
     return num, den, n
+
+
+def _torch_csr(a):
+    """A scipy CSR matrix as a torch sparse CSR tensor (float32), sharing nothing mutable."""
+    import warnings
+
+    import torch
+
+    a = a.tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(torch.from_numpy(a.indptr.astype(np.int64)),
+                                       torch.from_numpy(a.indices.astype(np.int64)),
+                                       torch.from_numpy(a.data.astype(np.float32)), size=a.shape)
 
 
 def _codes(lake, release: str, layer: int, tokens: np.ndarray, width: int):

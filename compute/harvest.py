@@ -85,44 +85,60 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
                            f"resid_post; harvest those SAEs in separate releases")
     saes = {L: TorchSAE.from_params(p) for L, p in params.items()}
 
-    token_id: list[np.ndarray] = []
-    doc: list[np.ndarray] = []
-    pos: list[np.ndarray] = []
-    text: list[str] = []
     coo: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {L: [] for L in layers}
-    n_seen = 0
+    metas: list = []
     bar = progress(total=cfg.tokens, desc="harvest", unit="tok")
     batches = model.iter_batches(docs, cfg.tokens, sorted(by_block), batch_size=cfg.batch_size,
                                  seq_len=cfg.seq_len, points=by_block)
     with torch.inference_mode():
         for b in batches:
-            token_id.append(b.token_ids)
-            doc.append(b.doc)
-            pos.append(b.pos)
-            text.extend(b.tokens)
+            metas.append(b)
             for L, sae in saes.items():
                 coo[L].append(sparse_rows(sae.encode(b.resid[points[L][0]]), b.token_ids))
-            n_seen += len(b)
+            b.resid = {}
             bar.update(len(b))
     bar.close()
-    if n_seen == 0:
-        raise BadInput(f"--corpus {cfg.corpus}: produced no tokens")
+    n_seen, n_active = write_harvest(lake, cfg.release, ctx.run_id, metas, coo, cfg.corpus)
+    short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
+    l0 = ", ".join(f"L{L}: {a:.1f}" for L, a in n_active.items())
+    return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "
+            f"release {cfg.release!r}, {len(layers)} layers; mean active features per token {l0}")
 
-    lake.write("tokens", {"token_id": np.concatenate(token_id), "doc": np.concatenate(doc),
-                          "pos": np.concatenate(pos), "token": text}, release=cfg.release)
-    n_active = []
-    for L in layers:
+
+def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int, list],
+                  corpus: str) -> tuple[int, dict[int, float]]:
+    """Write ``tokens`` (from the batches' token metadata), one ``activations`` partition per
+    layer (the concatenated COO pieces) and ``activation_sets``; (tokens seen, mean L0 per layer)."""
+    n_seen = sum(len(b) for b in batches)
+    if n_seen == 0:
+        raise BadInput(f"--corpus {corpus}: produced no tokens")
+    lake.write("tokens", {"token_id": np.concatenate([b.token_ids for b in batches]),
+                          "doc": np.concatenate([b.doc for b in batches]),
+                          "pos": np.concatenate([b.pos for b in batches]),
+                          "token": [t for b in batches for t in b.tokens]}, release=release)
+    n_active = {}
+    for L in sorted(coo):
         pieces = coo.pop(L)
         tid, feat, val = (np.concatenate([p[i] for p in pieces]) for i in range(3))
         lake.write("activations", {"token_id": tid, "feature": feat, "value": val},
-                   release=cfg.release, layer=int(L))
+                   release=release, layer=int(L))
         lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
-                                       "run_id": [ctx.run_id]}, release=cfg.release, layer=int(L))
-        n_active.append(len(val) / n_seen)
-    short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
-    l0 = ", ".join(f"L{L}: {a:.1f}" for L, a in zip(layers, n_active))
-    return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "
-            f"release {cfg.release!r}, {len(layers)} layers; mean active features per token {l0}")
+                                       "run_id": [run_id]}, release=release, layer=int(L))
+        n_active[int(L)] = len(val) / n_seen
+    return n_seen, n_active
+
+
+def encode_sparse(sae, x, token_ids: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sparse_rows`` of ``sae.encode`` over the rows of x (torch [n, d_in]) in chunks."""
+    import torch
+
+    parts = []
+    with torch.inference_mode():
+        for s in range(0, x.shape[0], chunk):
+            parts.append(sparse_rows(sae.encode(x[s:s + chunk]), token_ids[s:s + chunk]))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 def sparse_rows(f, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--solver", default="auto",
                    help="auto (default), exact (dense scipy) or sparse (certified top-k); all exact")
     p.add_argument("--embedder", default=None,
-                   help="text space: which embeddings (default: the only / most recent one)")
+                   help="text space: which embeddings (default: the only one present, else all-MiniLM-L6-v2)")
     p.add_argument("--candidates", type=int, default=32,
                    help="sparse solver: candidate columns screened per row (default 32)")
 
@@ -114,37 +114,15 @@ def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: n
 
 
 # --------------------------------------------------------------------------- lake access
-def pick_embedder(lake, release: str, embedder: str | None) -> str:
-    """--embedder if given (must exist), else the only one present, else the most recent."""
-    names = lake.query("SELECT DISTINCT embedder FROM embeddings WHERE release = ? ORDER BY 1",
-                       [release]).column("embedder").to_pylist()
-    if not names:
-        raise BadInput(f"--release {release!r}: no description embeddings; run saew embed first")
-    if embedder is not None:
-        if embedder not in names:
-            raise BadInput(f"--embedder {embedder!r}: not present for release {release!r} "
-                           f"(present: {', '.join(names)})")
-        return embedder
-    if len(names) == 1:
-        return names[0]
-    base = lake.table_dir("embeddings") / f"release={release}"
+def layer_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features, embeddings) of one layer (compute.embed.load_embeddings); BadInput if none."""
+    from .embed import load_embeddings
 
-    def newest(name: str) -> float:
-        return max((p.stat().st_mtime for p in base.glob(f"layer=*/embedder={name}/*.parquet")),
-                   default=0.0)
-
-    return max(names, key=newest)
-
-
-def load_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.ndarray, np.ndarray]:
-    from warehouse.lake import list_matrix
-
-    t = lake.query("SELECT feature, embedding FROM embeddings WHERE release = ? AND layer = ? "
-                   "AND embedder = ? ORDER BY feature", [release, int(layer), embedder])
-    if t.num_rows == 0:
+    feats, emb = load_embeddings(lake, release, layer, embedder)
+    if len(feats) == 0:
         raise BadInput(f"release {release!r} layer {layer}: no embeddings from embedder "
                        f"{embedder!r}; run saew embed first")
-    return t.column("feature").to_numpy().astype(np.int64), list_matrix(t.column("embedding"))
+    return feats, emb
 
 
 def adjacent_pairs(lake, release: str) -> list[tuple[int, int]]:
@@ -162,6 +140,7 @@ def run(args, ctx) -> str:
     from warehouse.saes import load_sae
 
     from .assignment import SolverConfig
+    from .embed import pick_embedder
 
     lake, release = ctx.lake, args.release
     methods = resolve_methods(args.space, args.method)
@@ -179,7 +158,7 @@ def run(args, ctx) -> str:
             if embedder is None:
                 cache[layer] = load_sae(lake, release, layer)
             else:
-                cache[layer] = load_embeddings(lake, release, layer, embedder)
+                cache[layer] = layer_embeddings(lake, release, layer, embedder)
         return cache[layer]
 
     lines = []

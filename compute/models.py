@@ -384,9 +384,12 @@ def load_model_from_tl(model, name: str | None = None) -> LoadedModel:
 
 
 def residuals(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[int],
-              batch_size: int = 8, seq_len: int = 128) -> dict[int, Any]:
+              batch_size: int = 8, seq_len: int = 128, tokens: list | None = None) -> dict[int, Any]:
     """All ``blocks.{L}.hook_resid_post`` residuals of the first ``n_tokens`` tokens, stacked
-    per layer: ``{L: torch.Tensor [n, d_model] float32}`` (n < n_tokens if the corpus is short)."""
+    per layer: ``{L: torch.Tensor [n, d_model] float32}`` (n < n_tokens if the corpus is short).
+
+    With a list ``tokens``, every batch's token metadata is appended to it (as ``Batch`` objects
+    without residuals), so the same pass can also be recorded as a harvest."""
     import torch
 
     out = {int(L): torch.empty((n_tokens, model.spec.d_model), dtype=torch.float32) for L in layers}
@@ -394,5 +397,7 @@ def residuals(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[i
     for b in model.iter_batches(docs, n_tokens, layers, batch_size=batch_size, seq_len=seq_len):
         for L in out:
             out[L][n:n + len(b)] = b.resid[L]
+        if tokens is not None:
+            tokens.append(Batch(b.token_ids, b.doc, b.pos, b.tokens))
         n += len(b)
     return {L: t[:n] for L, t in out.items()}

@@ -527,6 +527,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help="Adam learning rate (default 4e-3)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="tokens per step (default 1024)")
+    p.add_argument("--harvest", action="store_true",
+                   help="also record the training pass as a harvest: encode the same residuals "
+                        "with the new SAEs and write tokens, activations and activation_sets, "
+                        "exactly as a following `saew harvest` over the same tokens would (one "
+                        "model pass instead of two)")
 
 
 def _config(args, d_model: int | None, seed: int) -> TrainConfig:
@@ -566,8 +571,19 @@ def run(args, ctx) -> str:
     if other and other != [spec_.d_model]:
         raise BadInput(f"--release {release!r}: holds SAEs with d_in {other[0]}, "
                        f"but {spec_.name} has d_model {spec_.d_model}")
+    if getattr(args, "harvest", False):
+        others = ctx.lake.query(
+            "SELECT layer FROM saes WHERE release = ? AND NOT list_contains(?, layer) ORDER BY 1",
+            [release, layer_list]).column("layer").to_pylist()
+        if others:
+            raise BadInput(f"--harvest: release {release!r} also holds SAEs at layers "
+                           f"{', '.join(map(str, others))}, which this run does not train; "
+                           f"train them too, or run saew harvest afterwards")
     docs = load_corpus(args.corpus, ctx.seed)
-    acts = residuals(model, docs, args.tokens, layer_list)
+    metas: list | None = [] if getattr(args, "harvest", False) else None
+    acts = residuals(model, docs, args.tokens, layer_list, tokens=metas)
+    token_ids = np.concatenate([b.token_ids for b in metas]) if metas else None
+    coo: dict[int, list] = {}
     hooks = {layer: model.hook_name(layer) for layer in layer_list}
     del model
     saes_dir = ctx.home / "saes" / release
@@ -580,9 +596,14 @@ def run(args, ctx) -> str:
             x = acts.pop(layer)
             n_tokens = int(x.shape[0])
             res = train_sae(x, cfg, desc=f"train layer {layer}")
-            del x
             hook = hooks[layer]
             p = replace(res.params, model=spec_.name, hook=hook)
+            if metas is not None:
+                from compute.encode import TorchSAE
+                from compute.harvest import encode_sparse
+
+                coo[layer] = [encode_sparse(TorchSAE.from_params(p), x, token_ids)]
+            del x
             saelens_io.write_folder(staging / hook, p, metadata={
                 "saew_release": release, "saew_run_id": ctx.run_id, "training_tokens": int(res.log[-1]["tokens_seen"]),
                 "dataset_path": str(args.corpus), "context_size": None, "prepend_bos": True})
@@ -602,6 +623,11 @@ def run(args, ctx) -> str:
             write_sae(ctx.lake, release, layer, p, source_format="saelens", source_path=str(dest),
                       source_sha256=saelens_io.sha256_file(dest / saelens_io.WEIGHTS_FILE),
                       run_id=ctx.run_id)
+        if metas is not None:
+            from compute.harvest import write_harvest
+
+            n_seen, _ = write_harvest(ctx.lake, release, ctx.run_id, metas, coo, args.corpus)
+            lines.append(f"  harvested the same {n_seen} tokens: tokens, activations, activation_sets")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     lines.append(f"  folders: {saes_dir}")

@@ -86,9 +86,10 @@ def test_cli_planted_decoder(saew, lake):
         assert q["silhouette"] == pytest.approx(silhouette_score(u[cl], lab[cl], metric="cosine"), rel=1e-4)
         params = json.loads(q["params"])
         assert params["n_components"] == 15 and params["min_cluster_size"] == 8
-    # a fixed seed gives identical results; re-running replaces (no duplicate rows)
+    # a fixed seed gives identical results, in worker processes (the two layers above, default
+    # --workers 2) or in-process (one layer, --workers 1); re-running replaces, never duplicates
     before = _clusters(lake, 0)
-    assert saew("cluster", "--release", R, "--space", "decoder", "--layer", "0")[0] == 0
+    assert saew("cluster", "--release", R, "--space", "decoder", "--layer", "0", "--workers", "1")[0] == 0
     assert _clusters(lake, 0).equals(before)
     assert lake.query("SELECT count(*) AS n FROM clusters").column("n")[0].as_py() == 480
     assert lake.query("SELECT count(*) AS n FROM cluster_quality").column("n")[0].as_py() == 2

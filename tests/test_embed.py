@@ -19,9 +19,25 @@ R = "r1"
     ("the letter e", "the letter e"),
     ("references to", ""),
     (None, ""),
+    # saew describe's own framing: the token list alone is embedded
+    ('top tokens: "def", " return", "|" | strongest: "...class A:\\n    [[def]] f(self"',
+     '"def", " return", "|"'),
+    ('top tokens: " x",  "y"', '" x", "y"'),
 ])
 def test_clean_description(raw, want):
     assert clean_description(raw) == want
+
+
+def test_bfloat16_encoder_agrees_with_float32():
+    from compute.embed import embed_texts, resolve_embedder
+
+    texts = ["references to dogs", '"def", " return", " self"', "stock market prices", "a"]
+    _, path = resolve_embedder(None)
+    e32 = embed_texts(path, texts, dtype="float32")
+    e16 = embed_texts(path, texts, dtype="bfloat16")
+    assert e16.dtype == np.float32 and e16.shape == e32.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(e16, axis=1), 1.0, atol=1e-5)
+    assert (np.sum(e16 * e32, axis=1) > 0.99).all()
 
 
 def _setup(lake):

@@ -273,3 +273,40 @@ def test_saew_train_refuses_a_release_of_another_width(saew, lake, home):
     assert lake.query("SELECT layer FROM saes").column("layer").to_pylist() == [5]
     assert not lake.has_data("training_log")
     assert not (home / "saes").exists()
+
+
+def test_saew_train_harvest_equals_a_separate_harvest(saew, lake, home):
+    """``train --harvest`` records the training pass exactly as a later ``saew harvest`` would."""
+    code, out, err = saew("train", "--release", "h", "--model", "minilm", "--layers", "0-1",
+                          "--tokens", "500", "--d-sae", "64", "--k", "8", "--steps", "4",
+                          "--batch-size", "128", "--harvest")
+    assert code == 0, err
+    assert "harvested the same 500 tokens" in out
+
+    def snapshot():
+        acts = lake.query("SELECT layer, token_id, feature, value FROM activations "
+                          "ORDER BY layer, token_id, feature").to_pydict()
+        toks = lake.query("SELECT token_id, doc, pos, token FROM tokens ORDER BY token_id").to_pydict()
+        sets = lake.query("SELECT layer, n_tokens FROM activation_sets ORDER BY layer").to_pylist()
+        return acts, toks, sets
+
+    a1, t1, s1 = snapshot()
+    assert s1 == [{"layer": 0, "n_tokens": 500}, {"layer": 1, "n_tokens": 500}]
+    assert 0 < len(a1["value"]) <= 2 * 500 * 8 and min(a1["value"]) > 0
+    code, _, err = saew("harvest", "--release", "h", "--model", "minilm", "--corpus", "builtin",
+                        "--tokens", "500")
+    assert code == 0, err
+    a2, t2, s2 = snapshot()
+    assert t1 == t2 and s1 == s2
+    for key in ("layer", "token_id", "feature"):
+        assert a1[key] == a2[key]
+    np.testing.assert_allclose(a1["value"], a2["value"], rtol=1e-4, atol=1e-5)
+
+
+def test_saew_train_harvest_refuses_untrained_layers(saew, home):
+    args = ["train", "--release", "p", "--model", "minilm", "--tokens", "200", "--d-sae", "32",
+            "--k", "4", "--steps", "1", "--batch-size", "64"]
+    code, _, err = saew(*args, "--layers", "2")
+    assert code == 0, err
+    code, _, err = saew(*args, "--layers", "0", "--harvest")
+    assert code == 2 and "--harvest" in err and "2" in err, err

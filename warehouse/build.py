@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def add_arguments(p) -> None:
 def dbt_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(SAEW_HOME=str(home), DBT_PROFILES_DIR=str(PROJECT_DIR),
-               DBT_SEND_ANONYMOUS_USAGE_STATS="False", DO_NOT_TRACK="1",
+               DBT_SEND_ANONYMOUS_USAGE_STATS="False", DO_NOT_TRACK="1", DBT_USE_COLORS="False",
                DBT_TARGET_PATH=str(home / "dbt" / "target"), DBT_LOG_PATH=str(home / "dbt" / "logs"),
                HF_HUB_OFFLINE="1")
     return env
@@ -48,4 +49,8 @@ def run(args, ctx) -> str:
         raise BadInput(f"dbt build failed ({len(tail)} error lines; see {ctx.home / 'dbt' / 'logs'})")
     lines = out.splitlines()
     summary = next((ln for ln in reversed(lines) if "Done." in ln or "PASS=" in ln), "dbt build passed")
-    return summary.strip() if args.quiet else out.rstrip()
+    summary = re.sub(r"^\d\d:\d\d:\d\d\s+", "", _ANSI.sub("", summary.strip()))
+    return summary if args.quiet else out.rstrip()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")

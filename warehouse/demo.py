@@ -1,6 +1,6 @@
 """``saew demo``: the whole pipeline on the embedded default (a real model, a real corpus).
 
-train -> harvest -> describe -> embed -> match -> cluster -> transport -> coactivation ->
+train (+ harvest, on the same model pass) -> describe -> embed -> match -> cluster -> transport -> coactivation ->
 correlate -> communities -> evaluate -> build (dbt) -> report. Each step is an ordinary
 ``saew`` command with its own lock, transaction and ``runs`` row; a step that is not
 available yet is reported and skipped, the rest go on.
@@ -30,15 +30,13 @@ def add_arguments(p) -> None:
 def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
     r = ["--release", release]
     train = ["train", *r, "--model", args.model, "--corpus", args.corpus, "--layers", args.layers,
-             "--arch", args.arch, "--tokens", str(tokens)]
+             "--arch", args.arch, "--tokens", str(tokens), "--harvest"]
     if args.d_sae:
         train += ["--d-sae", str(args.d_sae)]
     return [
-        ("train SAEs", train),
-        ("harvest activations", ["harvest", *r, "--model", args.model, "--corpus", args.corpus,
-                                 "--tokens", str(tokens)]),
+        ("train SAEs and harvest their activations (one model pass)", train),
         ("describe features", ["describe", *r]),
-        ("embed descriptions", ["embed", *r]),
+        ("embed descriptions", ["embed", *r, "--dtype", "auto"]),
         ("match (decoder, folded)", ["match", *r, "--space", "decoder", "--method", "folded"]),
         ("match (decoder, random null)", ["match", *r, "--space", "decoder", "--method", "random"]),
         ("match (text)", ["match", *r, "--space", "text"]),

@@ -206,15 +206,17 @@ class Lake:
         return (f"SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, "
                 f"hive_types = {{{types}}}, union_by_name = true)")
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per lake table (never locks the catalog)."""
+    def connect(self, tables=None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per lake table (or per table of
+        ``tables``); never locks the catalog."""
         con = duckdb.connect()
-        for name in TABLES:
+        for name in TABLES if tables is None else tables:
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {self.scan_sql(name)}')
         return con
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
-        con = self.connect()
+        """Run one SQL statement over views of the lake tables it names; an Arrow table."""
+        con = self.connect([n for n in TABLES if re.search(rf"\b{n}\b", sql)])
         try:
             return con.sql(sql, params=params or None).to_arrow_table()
         finally:
