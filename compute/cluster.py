@@ -32,7 +32,6 @@ features with a vector), coherence, silhouette (see their docstrings), params (J
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -337,9 +336,9 @@ def add_arguments(p) -> None:
     p.add_argument("--silhouette-sample", type=int, default=d.silhouette_sample,
                    help="silhouette on a seeded sample of this many clustered features "
                         f"(default {d.silhouette_sample}; 0 = all)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=int, default=None,
                    help="layers clustered at once, each in its own single-threaded process "
-                        "(default: min(2, CPU count)); results do not depend on it")
+                        "(default: min(2, CPU count, layers)); results do not depend on it")
     p.add_argument("--parallel", action="store_true",
                    help="multi-threaded UMAP without a seed: faster, not reproducible")
 
@@ -361,7 +360,7 @@ def config_from_args(args) -> ClusterConfig:
               "--refine-min-dist": cfg.refine_min_dist >= 0,
               "--refine-min-cluster-size": cfg.refine_min_cluster_size >= 2,
               "--xy-epochs": cfg.xy_epochs >= 1, "--silhouette-sample": cfg.silhouette_sample >= 0,
-              "--workers": getattr(args, "workers", 1) >= 1}
+              "--workers": getattr(args, "workers", None) is None or args.workers >= 1}
     for opt, ok in checks.items():
         if not ok:
             raise BadInput(f"{opt} {getattr(args, opt[2:].replace('-', '_'))}: out of range")
@@ -388,7 +387,10 @@ def run(args, ctx) -> str:
     params = json.dumps({**asdict(cfg), "space": args.space, "embedder": embedder,
                          "metric": "cosine", "hdbscan": "hdbscan"}, sort_keys=True)
     lines = []
-    workers = 1 if cfg.parallel else max(1, min(args.workers, len(todo)))
+    from .parallel import default_workers
+
+    workers = 1 if cfg.parallel else (default_workers(len(todo)) if args.workers is None
+                                      else min(args.workers, len(todo)))
     jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder)) for L in todo)
     for L, res, q in progress(cluster_layers(jobs, cfg, workers), total=len(todo),
                               desc=f"cluster {args.space}"):
@@ -403,43 +405,19 @@ def run(args, ctx) -> str:
         (f" (embedder {embedder})" if embedder else "") + "\n" + "\n".join(lines)
 
 
-def _cluster_job(vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig) -> tuple[LayerClusters, dict]:
+def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):
     res = cluster_layer(vec, has, cfg)
-    return res, quality(vec, res, cfg)
-
-
-def _worker_init() -> None:
-    """One thread per worker process (set before numba / torch load there)."""
-    import os
-
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
+    return L, res, quality(vec, res, cfg)
 
 
 def cluster_layers(jobs, cfg: ClusterConfig, workers: int = 1):
     """Yield (layer, LayerClusters, quality) for each (layer, vectors, has_vector) of ``jobs``,
-    in order. With ``workers`` > 1 the layers run in that many worker processes (spawned, one
-    thread each, at most ``workers`` layers in flight): a seeded UMAP is single-threaded, so
-    this is where the cores help, and the results are identical to the serial ones."""
-    if workers <= 1:
-        for L, vec, has in jobs:
-            yield (L, *_cluster_job(vec, has, cfg))
-        return
-    import multiprocessing as mp
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
+    in order; with ``workers`` > 1 in that many single-threaded worker processes
+    (``compute.parallel``): a seeded UMAP is single-threaded, so this is where the cores help,
+    and the results are identical to the serial ones."""
+    from .parallel import ordered_map
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool:
-        queue: deque = deque()
-        for L, vec, has in jobs:
-            queue.append((L, pool.submit(_cluster_job, vec, has, cfg)))
-            if len(queue) >= workers:
-                L0, fut = queue.popleft()
-                yield (L0, *fut.result())
-        while queue:
-            L0, fut = queue.popleft()
-            yield (L0, *fut.result())
+    return ordered_map(_cluster_job, ((L, vec, has, cfg) for L, vec, has in jobs), workers)
 
 
 def _nullable(a: np.ndarray):

@@ -99,18 +99,33 @@ def layer_graph(lake, release: str, layer: int, threshold: float, min_count: int
     return graphs.coactivation_graph(a, b, n_ab, n_f, n, threshold, min_count), n_f
 
 
+def _layer_job(home: str, release: str, layer: int, threshold: float, min_count: int,
+               algorithm: str, seed: int):
+    """One layer's co-activation graph statistics and communities (in a worker process or
+    in-process): (layer, node ids, n_f, degree, strength, random-graph degrees, membership, Q)."""
+    from warehouse.lake import Lake
+
+    g, n_f = layer_graph(Lake(home), release, layer, threshold, min_count)
+    deg, strength = graphs.degree_strength(g)
+    rdeg = graphs.random_graph_degrees(g.n_nodes, g.n_edges, np.random.default_rng([seed, layer]))
+    member, q = graphs.communities(g, algorithm, seed)
+    return layer, g.node_id, n_f, deg, strength, rdeg, g.n_edges, member, q
+
+
 def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray]) -> tuple[dict, list]:
+    from .parallel import default_workers, ordered_map
+
     lake, release = ctx.lake, args.release
     comm: dict[str, list] = {k: [] for k in ("layer", "feature", "community", "modularity")}
     div_rows: list[dict] = []
-    for layer in progress(layers, total=len(layers), desc="co-activation graphs", unit="layer"):
-        g, n_f = layer_graph(lake, release, layer, args.npmi_threshold, args.min_count)
-        deg, strength = graphs.degree_strength(g)
-        lake.write("graph_nodes", {"feature": g.node_id, "n_active": n_f[g.node_id],
+    jobs = ((str(lake.home), release, int(layer), float(args.npmi_threshold), int(args.min_count),
+             args.algorithm, int(ctx.seed)) for layer in layers)
+    done = ordered_map(_layer_job, jobs, default_workers(len(layers)))
+    for layer, node_id, n_f, deg, strength, rdeg, n_edges, member, q in progress(
+            done, total=len(layers), desc="co-activation graphs", unit="layer"):
+        lake.write("graph_nodes", {"feature": node_id, "n_active": n_f[node_id],
                                    "degree": deg, "strength": strength},
                    release=release, layer=int(layer))
-        rng = np.random.default_rng([int(ctx.seed), int(layer)])
-        rdeg = graphs.random_graph_degrees(g.n_nodes, g.n_edges, rng)
         top = int(max(deg.max(initial=0), rdeg.max(initial=0))) + 1
         counts = np.bincount(deg, minlength=top)
         rcounts = np.bincount(rdeg, minlength=top)
@@ -118,15 +133,14 @@ def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray]) ->
         lake.write("graph_degrees", {"degree": seen, "n_nodes": counts[seen],
                                      "n_nodes_random": rcounts[seen]},
                    release=release, layer=int(layer))
-        member, q = graphs.communities(g, args.algorithm, ctx.seed)
-        comm["layer"].append(np.full(g.n_nodes, layer, np.int32))
-        comm["feature"].append(g.node_id)
+        comm["layer"].append(np.full(len(node_id), layer, np.int32))
+        comm["feature"].append(node_id)
         comm["community"].append(member)
-        comm["modularity"].append(np.full(g.n_nodes, q))
+        comm["modularity"].append(np.full(len(node_id), q))
         if layer in other:
             p = graphs.degree_distribution(deg)
             div_rows.append({
-                "layer": layer, "n_nodes": g.n_nodes, "n_edges": g.n_edges,
+                "layer": layer, "n_nodes": len(node_id), "n_edges": n_edges,
                 "js_divergence": graphs.js_divergence(p, graphs.degree_distribution(other[layer][0])),
                 "js_random_baseline": graphs.js_divergence(p, graphs.degree_distribution(rdeg)),
                 "other_n_nodes": int(other[layer][0].size), "other_n_edges": int(other[layer][1])})

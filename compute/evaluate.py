@@ -79,8 +79,8 @@ def reconstruction_error(f_src, f_dst, w_dec_dst: np.ndarray, decoders: dict[str
         den += float(((x.double() - mu) ** 2).sum())
         a = _torch_csr(f_src[t0:t0 + CHUNK_TOKENS])
         for m, w in ws.items():
-            d = (a @ w).double() - x.double()
-            num[m] += float((d * d).sum())
+            d = torch.addmm(x, a, w, alpha=1.0, beta=-1.0)   # x_hat - x (b cancels), float32
+            num[m] += float(torch.sum(d * d, dtype=torch.float64))
     return num, den, n
 
 

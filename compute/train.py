@@ -527,6 +527,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help="Adam learning rate (default 4e-3)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="tokens per step (default 1024)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="layers trained at once, each in its own single-threaded process "
+                        "(default: min(2, CPU count, layers)); 1 trains in this process")
     p.add_argument("--harvest", action="store_true",
                    help="also record the training pass as a harvest: encode the same residuals "
                         "with the new SAEs and write tokens, activations and activation_sets, "
@@ -546,6 +549,24 @@ def _config(args, d_model: int | None, seed: int) -> TrainConfig:
                        seed=seed).check()
 
 
+def _train_job(layer: int, x: np.ndarray, cfg: TrainConfig, model_name: str, hook: str,
+               token_ids: np.ndarray | None):
+    """Train one layer's SAE (in a worker process or in-process) and, with ``token_ids``, encode
+    its own training tokens: (layer, n_tokens, TrainResult, params, codes or None)."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    res = train_sae(xt, cfg, desc=f"train layer {layer}")
+    p = replace(res.params, model=model_name, hook=hook)
+    codes = None
+    if token_ids is not None:
+        from compute.encode import TorchSAE
+        from compute.harvest import encode_sparse
+
+        codes = encode_sparse(TorchSAE.from_params(p), xt, token_ids)
+    return layer, int(x.shape[0]), res, p, codes
+
+
 def run(args, ctx) -> str:
     import shutil
 
@@ -554,12 +575,16 @@ def run(args, ctx) -> str:
     from compute import saelens_io
     from compute.corpus import load_corpus
     from compute.models import load_model, residuals
+    from compute.parallel import default_workers, ordered_map
+    from warehouse.progress import progress
     from warehouse.saes import write_sae
 
     release = args.release
     if args.tokens is None or args.tokens <= 0:
         raise BadInput(f"--tokens {args.tokens}: must be positive")
     _config(args, None, ctx.seed)  # fail fast, before loading a model
+    if args.workers is not None and args.workers < 1:
+        raise BadInput(f"--workers {args.workers}: must be at least 1")
     torch.set_num_threads(2)
     model = load_model(args.model)
     spec_ = model.spec
@@ -592,18 +617,15 @@ def run(args, ctx) -> str:
              f"on {spec_.name}:", "  layer  tokens    fvu     l0  dead_frac  seconds"]
     try:
         done: list[tuple[int, str, SAEParams]] = []
-        for layer in layer_list:
-            x = acts.pop(layer)
-            n_tokens = int(x.shape[0])
-            res = train_sae(x, cfg, desc=f"train layer {layer}")
+        workers = default_workers(len(layer_list)) if args.workers is None else args.workers
+        jobs = ((layer, acts.pop(layer).numpy(), cfg, spec_.name, hooks[layer], token_ids)
+                for layer in layer_list)
+        for layer, n_tokens, res, p, codes in progress(ordered_map(_train_job, jobs, workers),
+                                                       total=len(layer_list), desc="train",
+                                                       unit="layer"):
             hook = hooks[layer]
-            p = replace(res.params, model=spec_.name, hook=hook)
-            if metas is not None:
-                from compute.encode import TorchSAE
-                from compute.harvest import encode_sparse
-
-                coo[layer] = [encode_sparse(TorchSAE.from_params(p), x, token_ids)]
-            del x
+            if codes is not None:
+                coo[layer] = [codes]
             saelens_io.write_folder(staging / hook, p, metadata={
                 "saew_release": release, "saew_run_id": ctx.run_id, "training_tokens": int(res.log[-1]["tokens_seen"]),
                 "dataset_path": str(args.corpus), "context_size": None, "prepend_bos": True})
