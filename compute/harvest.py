@@ -128,19 +128,6 @@ def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int,
     return n_seen, n_active
 
 
-def encode_sparse(sae, x, token_ids: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``sparse_rows`` of ``sae.encode`` over the rows of x (torch [n, d_in]) in chunks."""
-    import torch
-
-    parts = []
-    with torch.inference_mode():
-        for s in range(0, x.shape[0], chunk):
-            parts.append(sparse_rows(sae.encode(x[s:s + chunk]), token_ids[s:s + chunk]))
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-
-
 def sparse_rows(f, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-zero entries of an activation matrix f [n, d_sae] as (token_id int64, feature int32,
     value float32), row-major (sorted by token, then feature)."""

@@ -105,6 +105,7 @@ class TrainResult:
     final: dict = field(default_factory=dict)       # mse, fvu, l0, dead_frac on all tokens
     scale: float = 1.0
     seconds: float = 0.0
+    codes: tuple | None = None                      # (token_id, feature, value) with token_ids
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -154,15 +155,20 @@ def token_weights(sq_norm, d_in: int, clip: float):
     return (clip * d_in / sq_norm.clamp_min(1e-12)).clamp(max=1.0)
 
 
-def evaluate(p: SAEParams, x, batch_size: int = 4096) -> dict:
+def evaluate(p: SAEParams, x, batch_size: int = 4096, token_ids: np.ndarray | None = None,
+             codes: list | None = None) -> dict:
     """mse, fvu, l0 and dead_frac of the SAE ``p`` on the raw residuals ``x`` [n, d_in].
 
     Runs the written SAE (``compute.encode.TorchSAE``), so the figures are those of the
-    stored weights, not of the training copy.
+    stored weights, not of the training copy. The decode is a sparse product (the codes have
+    at most k, or few, non-zeros per token). With ``token_ids`` and a list ``codes``, the
+    non-zero codes are also appended to it as ``compute.harvest.sparse_rows`` pieces (a
+    harvest of ``x`` at no extra cost).
     """
     import torch
 
     from compute.encode import TorchSAE
+    from compute.harvest import sparse_rows
 
     sae = TorchSAE.from_params(p)
     mu = x.mean(0)
@@ -172,7 +178,9 @@ def evaluate(p: SAEParams, x, batch_size: int = 4096) -> dict:
         for s in range(0, x.shape[0], batch_size):
             xb = x[s:s + batch_size]
             f = sae.encode(xb)
-            x_hat = sae.decode(f)
+            x_hat = sae.decode(_csr(f))
+            if codes is not None:
+                codes.append(sparse_rows(f, token_ids[s:s + batch_size]))
             sse += (x_hat - xb).double().pow(2).sum().item()
             sst += (xb - mu).double().pow(2).sum().item()
             nz = f > 0
@@ -181,6 +189,13 @@ def evaluate(p: SAEParams, x, batch_size: int = 4096) -> dict:
     n, d = x.shape
     return {"mse": mse(sse, n, d), "fvu": fvu_from_sums(sse, sst), "l0": mean_l0(act, n),
             "dead_frac": dead_fraction(fired)}
+
+
+def _csr(f):
+    """A dense code matrix as a torch sparse CSR tensor (for a sparse x dense decode)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return f.to_sparse_csr()
 
 
 # ---------------------------------------------------------------------------- sparse kernels
@@ -390,11 +405,13 @@ def _resample(s: _SAE, opt, dead, xs, w_tok, cfg: TrainConfig, gen, forward) -> 
                 st["exp_avg_sq"][ids] = 0
 
 
-def train_sae(x, cfg: TrainConfig, *, desc: str = "train") -> TrainResult:
+def train_sae(x, cfg: TrainConfig, *, desc: str = "train",
+              token_ids: np.ndarray | None = None) -> TrainResult:
     """Train one SAE on raw residuals ``x`` (float32 tensor [n_tokens, d_in]).
 
     Returns the folded weights (raw-space SAE, normalize 'none'), the step log and the final
-    metrics on all of ``x`` (evaluated through the written weights).
+    metrics on all of ``x`` (evaluated through the written weights); with ``token_ids`` (one
+    per row of x) also the codes of x as (token_id, feature, value) arrays.
     """
     import torch
 
@@ -413,7 +430,7 @@ def train_sae(x, cfg: TrainConfig, *, desc: str = "train") -> TrainResult:
     groups = [{"params": [s.w_enc, s.b_enc, s.w_dec, s.b_dec], "lr": cfg.lr}]
     if s.log_thr is not None:
         groups.append({"params": [s.log_thr], "lr": cfg.threshold_lr})
-    opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True)
     base_lrs = [g_["lr"] for g_ in opt.param_groups]
     steps = cfg.n_steps(n)
     B = min(cfg.batch_size, n)
@@ -468,10 +485,12 @@ def train_sae(x, cfg: TrainConfig, *, desc: str = "train") -> TrainResult:
                         "fvu": fvu_from_sums(sse, sst), "l0": mean_l0(n_act, B),
                         "dead_frac": float(((seen - last_fired) >= min(window, seen)).float().mean())})
     params = fold(s, scale, cfg)
-    final = evaluate(params, x)
+    pieces: list | None = None if token_ids is None else []
+    final = evaluate(params, x, token_ids=token_ids, codes=pieces)
     log.append({"step": steps, "tokens_seen": seen, **final})
+    codes = None if pieces is None else tuple(np.concatenate([q[i] for q in pieces]) for i in range(3))
     return TrainResult(params=params, log=log, final=final, scale=scale,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, codes=codes)
 
 
 def fold(s: _SAE, scale: float, cfg: TrainConfig) -> SAEParams:
@@ -555,16 +574,9 @@ def _train_job(layer: int, x: np.ndarray, cfg: TrainConfig, model_name: str, hoo
     its own training tokens: (layer, n_tokens, TrainResult, params, codes or None)."""
     import torch
 
-    xt = torch.from_numpy(x)
-    res = train_sae(xt, cfg, desc=f"train layer {layer}")
-    p = replace(res.params, model=model_name, hook=hook)
-    codes = None
-    if token_ids is not None:
-        from compute.encode import TorchSAE
-        from compute.harvest import encode_sparse
-
-        codes = encode_sparse(TorchSAE.from_params(p), xt, token_ids)
-    return layer, int(x.shape[0]), res, p, codes
+    res = train_sae(torch.from_numpy(x), cfg, desc=f"train layer {layer}", token_ids=token_ids)
+    codes, res.codes = res.codes, None
+    return layer, int(x.shape[0]), res, replace(res.params, model=model_name, hook=hook), codes
 
 
 def run(args, ctx) -> str:
