@@ -37,7 +37,7 @@ U32 = 2.0 ** -24  # unit roundoff of float32
 
 @dataclass(frozen=True)
 class SolverConfig:
-    k: int = 32                    # candidate columns kept per row by the screening pass
+    k: int = 128                   # candidate columns kept per row by the screening pass (32k x 32k: 128 beats 32 by 1.2x)
     chunk_rows: int = 2048         # rows per screening GEMM chunk
     dense_limit: int = 10_000_000  # auto: dense exact solver up to n*m entries (~3,072^2: faster there)
     exact_max_bytes: int = 6 << 30  # exact: refuse dense float64 matrices above this

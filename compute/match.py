@@ -42,8 +42,8 @@ def add_arguments(p) -> None:
                    help="auto (default), exact (dense scipy) or sparse (certified top-k); all exact")
     p.add_argument("--embedder", default=None,
                    help="text space: which embeddings (default: the only one present, else all-MiniLM-L6-v2)")
-    p.add_argument("--candidates", type=int, default=32,
-                   help="sparse solver: candidate columns screened per row (default 32)")
+    p.add_argument("--candidates", type=int, default=128,
+                   help="sparse solver: candidate columns screened per row (default 128)")
 
 
 @dataclass
