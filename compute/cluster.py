@@ -371,6 +371,8 @@ def run(args, ctx) -> str:
     from warehouse.progress import progress
     from warehouse.saes import require_release
 
+    from .parallel import default_workers
+
     lake, release = ctx.lake, args.release
     cfg = config_from_args(args)
     all_layers = require_release(lake, release)
@@ -387,8 +389,6 @@ def run(args, ctx) -> str:
     params = json.dumps({**asdict(cfg), "space": args.space, "embedder": embedder,
                          "metric": "cosine", "hdbscan": "hdbscan"}, sort_keys=True)
     lines = []
-    from .parallel import default_workers
-
     workers = 1 if cfg.parallel else (default_workers(len(todo)) if args.workers is None
                                       else min(args.workers, len(todo)))
     jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder)) for L in todo)
