@@ -144,6 +144,7 @@ def _nothing_written(lake):
     ["--release", R, "--space", "text"],                       # no embeddings
     ["--release", R, "--space", "decoder", "--layer", "9"],    # no such layer
     ["--release", R, "--space", "decoder", "--min-cluster-size", "1"],
+    ["--release", R, "--space", "decoder", "--workers", "0"],
     ["--release", R, "--space", "text", "--embedder", "other"],
 ])
 def test_bad_inputs(saew, lake, args):

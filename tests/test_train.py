@@ -241,6 +241,7 @@ def test_saew_train_minilm_end_to_end(saew, lake, home):
     (["--d-sae", "0"], "--d-sae"),
     (["--tokens", "0"], "--tokens"),
     (["--steps", "0"], "--steps"),
+    (["--workers", "0"], "--workers"),
 ])
 def test_saew_train_bad_inputs(saew, home, extra, needle):
     code, out, err = saew("train", "--release", "bad", "--model", "minilm", "--layers", "0",
