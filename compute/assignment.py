@@ -44,6 +44,7 @@ class SolverConfig:
     tol: float = 1e-9              # certificate tolerance, relative to the largest edge cost
     grow: int = 4                  # factor by which a re-screened row's candidate count grows
     cache_bytes: int = 2 << 30     # memory for whole cost rows kept between certificate rounds
+    prefix_max: float = 0.125      # check a failing row on its open columns only if <= this share
 
 
 @dataclass
@@ -72,6 +73,10 @@ class CostProvider:
 
     def rows(self, idx: np.ndarray):
         raise NotImplementedError
+
+    def sub(self, idx: np.ndarray, cols: np.ndarray):
+        """Approximate costs of rows ``idx`` x columns ``cols`` (same error bound)."""
+        return self.rows(idx)[:, np.asarray(cols, dtype=np.int64)]
 
     def exact(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -127,8 +132,11 @@ class SqEuclidCosts(CostProvider):
     |c32_ij - c_ij| <= (d + 4) u' (|a_i|^2 + |b_j|^2) * scale (u' = 1.01 u, margin for gamma_d).
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0):
+    def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0,
+                 norms: tuple[np.ndarray, np.ndarray] | None = None):
         import torch
+
+        from .lap_sparse import row_sqnorms
 
         a = np.ascontiguousarray(a, dtype=np.float32)
         b = np.ascontiguousarray(b, dtype=np.float32)
@@ -137,18 +145,18 @@ class SqEuclidCosts(CostProvider):
         self.a, self.b, self.scale = a, b, float(scale)
         self.ta, self.tb = torch.from_numpy(a), torch.from_numpy(b)
         self.n, self.m = a.shape[0], b.shape[0]
-        self.na = np.einsum("ij,ij->i", a.astype(np.float64), a.astype(np.float64))
-        self.nb = np.einsum("ij,ij->i", b.astype(np.float64), b.astype(np.float64))
+        self.na, self.nb = norms if norms is not None else (row_sqnorms(a), row_sqnorms(b))
         self.ta_n = torch.from_numpy(self.na.astype(np.float32))
         self.tb_n = torch.from_numpy(self.nb.astype(np.float32))
         g = (a.shape[1] + 4) * U32 * 1.01 * self.scale
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
 
-    def _costs(self, ta, na):
+    def _costs(self, ta, na, tb=None, nb=None):
         import torch
 
-        out = torch.addmm(self.tb_n[None, :], ta, self.tb.T, alpha=-2.0)
+        tb, nb = (self.tb, self.tb_n) if tb is None else (tb, nb)
+        out = torch.addmm(nb[None, :], ta, tb.T, alpha=-2.0)
         out += na[:, None]
         if self.scale != 1.0:
             out *= self.scale
@@ -160,6 +168,10 @@ class SqEuclidCosts(CostProvider):
     def rows(self, idx):
         idx = np.asarray(idx, dtype=np.int64)
         return self._costs(self.ta[idx], self.ta_n[idx])
+
+    def sub(self, idx, cols):
+        idx, cols = np.asarray(idx, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        return self._costs(self.ta[idx], self.ta_n[idx], self.tb[cols], self.tb_n[cols])
 
     def exact(self, i, j):
         """Float64 sum of squared differences (products of float32 inputs are exact)."""
@@ -175,26 +187,25 @@ class SqEuclidCosts(CostProvider):
 
     @property
     def T(self):
-        return SqEuclidCosts(self.b, self.a, self.scale)
+        return SqEuclidCosts(self.b, self.a, self.scale, (self.nb, self.na))
 
 
 class CosineCosts(SqEuclidCosts):
     """c_ij = 1 - a_i . b_j for unit (or zero) row vectors: 1 - cos, with cos = 0 for a zero
     vector.  Blocks: one float32 GEMM; |fl(a.b) - a.b| <= gamma_d (|a_i|^2 + |b_j|^2) / 2."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray):
-        import torch
-
-        super().__init__(a, b, 1.0)
+    def __init__(self, a: np.ndarray, b: np.ndarray,
+                 norms: tuple[np.ndarray, np.ndarray] | None = None):
+        super().__init__(a, b, 1.0, norms)
         g = (a.shape[1] + 4) * U32 * 1.01 * 0.5
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
-        self.ones = torch.ones(self.m, dtype=torch.float32)
 
-    def _costs(self, ta, na):
+    def _costs(self, ta, na, tb=None, nb=None):
         import torch
 
-        return torch.addmm(self.ones[None, :], ta, self.tb.T, alpha=-1.0)
+        tb = self.tb if tb is None else tb
+        return torch.addmm(torch.ones(1, dtype=torch.float32), ta, tb.T, alpha=-1.0)
 
     def exact(self, i, j):
         from .lap_sparse import pair_dot
@@ -206,7 +217,7 @@ class CosineCosts(SqEuclidCosts):
 
     @property
     def T(self):
-        return CosineCosts(self.b, self.a)
+        return CosineCosts(self.b, self.a, (self.nb, self.na))
 
 
 # --------------------------------------------------------------------------- public entry
@@ -257,43 +268,80 @@ def random_bijection(n: int, m: int, seed: int, stream: int = 0) -> tuple[np.nda
 
 # --------------------------------------------------------------------------- sparse path
 def _screen(costs: CostProvider, k: int, chunk: int):
-    """One pass over row chunks: per row its k cheapest columns (indices, and the k-th value
-    t_i, a lower bound on every other entry of the row), per column its minimum s_j."""
+    """One pass over row chunks: per row its k cheapest columns (indices and approximate
+    costs, and the k-th value t_i, a lower bound on every other entry of the row), per column
+    its minimum s_j."""
     import torch
 
     n, m = costs.n, costs.m
     cand = np.empty((n, k), dtype=np.int64)
+    val = np.empty((n, k), dtype=np.float64)
     t = np.empty(n, dtype=np.float64)
     s = None
     for r0 in range(0, n, chunk):
         blk = costs.block(r0, min(n, r0 + chunk))
         vals, idx = blk.topk(k, dim=1, largest=False, sorted=False)
         cand[r0:r0 + len(idx)] = idx.numpy()
+        val[r0:r0 + len(idx)] = vals.numpy()
         t[r0:r0 + len(idx)] = vals.amax(dim=1).double().numpy()
         cm = blk.amin(dim=0)
         s = cm if s is None else torch.minimum(s, cm)
         del blk
-    return cand, t, s.double().numpy()
+    return cand, val, t, s.double().numpy()
 
 
 def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray, chunk: int):
-    """The k cheapest rows of each given column; s_j raised to the k-th value (in place)."""
+    """The k cheapest rows of each given column (rows, cols, approximate costs); s_j raised
+    to the column's k-th value (in place)."""
     if len(cols) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     k = min(k, costs.n)
     tc = costs.T
-    ii, jj = [], []
+    ii, jj, ww = [], [], []
     for c0 in range(0, len(cols), chunk):
         cc = cols[c0:c0 + chunk]
         vals, idx = tc.rows(cc).topk(k, dim=1, largest=False, sorted=False)
         ii.append(idx.numpy().ravel())
         jj.append(np.repeat(cc, k))
+        ww.append(vals.double().numpy().ravel())
         s[cc] = np.maximum(s[cc], vals.amax(dim=1).double().numpy())
-    return np.concatenate(ii), np.concatenate(jj)
+    return np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
+
+
+class _Candidates:
+    """Screened edges with approximate costs: |val - c_ij| <= row_err_i + col_err_j.
+    ``exact`` marks those already in the exact edge set."""
+
+    def __init__(self, n: int, m: int, cand: np.ndarray, val: np.ndarray):
+        self.n, self.m = n, m
+        self.i = np.repeat(np.arange(n, dtype=np.int64), cand.shape[1])
+        self.j = cand.ravel()
+        self.val = val.ravel()
+        self.exact = np.zeros(len(self.i), dtype=bool)
+        self.grouped = True  # rows contiguous and ascending, no duplicates
+
+    def extend(self, i: np.ndarray, j: np.ndarray, val: np.ndarray) -> None:
+        if len(i):
+            self.i = np.concatenate([self.i, i.astype(np.int64)])
+            self.j = np.concatenate([self.j, j.astype(np.int64)])
+            self.val = np.concatenate([self.val, val])
+            self.exact = np.concatenate([self.exact, np.zeros(len(i), dtype=bool)])
+            self.grouped = False
+
+    def csr(self):
+        """(indptr, cols, approximate costs), one edge per (row, col)."""
+        if self.grouped:
+            order = slice(None)
+        else:
+            _, order = np.unique(self.i * self.m + self.j, return_index=True)
+        rows = self.i[order]
+        indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=self.n), out=indptr[1:])
+        return indptr, self.j[order], self.val[order]
 
 
 class _Edges:
-    """The candidate edge set, as sorted unique (row, col) codes with exact costs."""
+    """The exact edge set, as sorted unique (row, col) codes with float64 costs."""
 
     def __init__(self, m: int):
         self.m = m
@@ -320,75 +368,133 @@ class _Edges:
 
 
 def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
+    """Screen, solve on approximate candidate costs, then certify an exact solve.
+
+    1. ``_screen``: per row its k cheapest columns by the approximate (float32) costs.
+    2. Solve the assignment on those candidates with their approximate costs (Jonker-Volgenant
+       start when square); if they hold no full matching, widen the stuck rows and repeat.
+    3. Exact edge set E: the candidates whose approximate reduced cost is within twice their
+       error bound of 0 (square), or all candidates (rectangular, where duals must stay
+       v <= 0); float64 costs only for those.  Solve on E, warm-started from the approximate
+       duals and matching (square).
+    4. Certify against every pair: candidates outside E by their approximate cost minus its
+       error bound, the rest by the row and column bounds t_i, s_j (``_uncertified_rows``,
+       rows that fail are recomputed whole by ``_check_rows``).  Violators join E; re-solve
+       warm; repeat until no pair violates.
+    """
     import time
 
     clock = time.perf_counter
     t0 = clock()
     n, m = costs.n, costs.m
+    square = n == m
     k = min(cfg.k, m)
-    cand, t, s = _screen(costs, k, cfg.chunk_rows)
+    cand, val, t, s = _screen(costs, k, cfg.chunk_rows)
     t1 = clock()
     kr = np.full(n, k, dtype=np.int64)          # candidates screened per row
-    edges = _Edges(m)
+    bounded = _Candidates(n, m, cand, val)
+    del cand, val
     cache: dict = {}  # row -> its approximate cost row, for rows checked more than once
     # columns in nobody's top k: give each its k cheapest rows (a GEMM on those columns only)
     # and raise its lower bound s_j to its k-th cheapest entry
-    uncovered = np.setdiff1d(np.arange(m), cand.ravel(), assume_unique=False)
-    ci, cj = _screen_columns(costs, uncovered, k, s, cfg.chunk_rows)
-    edges.add(costs, np.concatenate([np.repeat(np.arange(n), k), ci]),
-              np.concatenate([cand.ravel(), cj]))
-    del cand
+    uncovered = np.setdiff1d(np.arange(m), bounded.j, assume_unique=False)
+    bounded.extend(*_screen_columns(costs, uncovered, k, s, cfg.chunk_rows))
     stats = {"solver": "sparse", "k": k, "rounds": 0, "rescreened_rows": 0, "added_edges": 0,
-             "screened_columns": int(len(uncovered)),
-             "expanded_rows": 0, "t_screen": t1 - t0, "t_solve": 0.0, "t_check": 0.0,
-             "t_edges": clock() - t1}
+             "screened_columns": int(len(uncovered)), "expanded_rows": 0, "prefix_rows": 0,
+             "t_screen": t1 - t0, "t_approx": 0.0, "t_solve": 0.0, "t_check": 0.0,
+             "t_edges": 0.0}
+    re, ce = costs.row_err, costs.col_err
+    none = np.zeros(0, np.int64)
 
+    # 2. the approximate problem on the candidates
+    t2 = clock()
+    while True:
+        indptr, indices, w = bounded.csr()
+        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m,
+                                                   "jv" if square else "cold")
+        if status == 0:
+            break
+        grow = np.flatnonzero(tree)  # no full matching among the candidates: widen the trees
+        grow = grow[kr[grow] < m]
+        if len(grow) == 0:
+            raise RuntimeError("assignment: no full matching even on complete rows")
+        stats["expanded_rows"] += len(grow)
+        _, ci, cj, cv, _, _ = _check_rows(costs, grow, u, v, np.inf, kr, t, cfg, cache)
+        bounded.extend(ci, cj, cv)
+    del indptr, indices, w
+    stats["t_approx"] = clock() - t2
+
+    # 3. the exact edge set
+    t2 = clock()
+    edges = _Edges(m)
+    if square:
+        red = bounded.val - u[bounded.i] - v[bounded.j]
+        near = red <= 2.0 * (re[bounded.i] + ce[bounded.j]) + cfg.tol * max(1.0, float(np.abs(bounded.val).max()))
+        del red
+    else:
+        near = np.ones(len(bounded.i), dtype=bool)
+    edges.add(costs, bounded.i[near], bounded.j[near])
+    edges.add(costs, np.arange(n, dtype=np.int64), col4row)  # the approximate optimum
+    bounded.exact |= near
+    del near
+    stats["t_edges"] += clock() - t2
+
+    start = "warm" if square else "cold"
     while True:
         stats["rounds"] += 1
         indptr, indices, w = edges.csr(n)
         t2 = clock()
-        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m)
+        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m, start, v, col4row)
         stats["t_solve"] += clock() - t2
+        if status != 0:
+            raise RuntimeError("assignment: the exact edge set lost its full matching")
         t2 = clock()
-        if status != 0:  # no full matching among the candidates: widen the stuck trees
-            grow = np.flatnonzero(tree)
-            grow = grow[kr[grow] < m]
-            if len(grow) == 0:
-                raise RuntimeError("assignment: no full matching even on complete rows")
-            stats["expanded_rows"] += len(grow)
-            _, ri, rj = _check_rows(costs, grow, u * 0, v * 0, np.inf, kr, t, cfg, cache)
-            edges.add(costs, ri, rj)
-            continue
         tol = cfg.tol * max(1.0, float(np.abs(w).max()))
-        bad = _uncertified_rows(t, s, u, v, costs.row_err, costs.col_err, tol)
-        if len(bad) == 0:
-            break
-        stats["rescreened_rows"] += len(bad)
-        nviol, ri, rj = _check_rows(costs, bad, u, v, tol, kr, t, cfg, cache)
+        # candidates outside E: approximate cost minus its error bound
+        lb = bounded.val - re[bounded.i] - ce[bounded.j] - u[bounded.i] - v[bounded.j]
+        fail = np.flatnonzero((lb < -tol) & ~bounded.exact)
+        del lb
+        added = edges.add(costs, bounded.i[fail], bounded.j[fail])
+        bounded.exact[fail] = True
+        # every other pair: the row and column bounds, else the whole row
+        bad, order, width = _uncertified_rows(t, s, u, v, re, ce, tol, widths=True)
+        nviol = 0
+        few = width <= cfg.prefix_max * m  # open columns few enough for a column subset
+        if few.any():
+            stats["prefix_rows"] += int(few.sum())
+            vi, vj = _check_prefix(costs, bad[few], order, width[few], u, v, tol, cfg)
+            nviol += len(vi)
+            added += edges.add(costs, vi, vj)
+        if (~few).any():
+            stats["rescreened_rows"] += int((~few).sum())
+            nv, ci, cj, cv, vi, vj = _check_rows(costs, bad[~few], u, v, tol, kr, t, cfg, cache)
+            nviol += nv
+            bounded.extend(ci, cj, cv)
+            added += edges.add(costs, vi, vj)
+        stats["added_edges"] += added
         stats["t_check"] += clock() - t2
-        if nviol == 0:
-            break  # every pair of the failed rows checks out exactly: certified
-        t2 = clock()
-        before = len(edges.code)
-        edges.add(costs, ri, rj)
-        stats["added_edges"] += len(edges.code) - before
-        stats["t_edges"] += clock() - t2
+        if added == 0 and nviol == 0:
+            break  # every pair is certified against these duals
     rows = np.arange(n, dtype=np.int64)
     cols = col4row.astype(np.int64)
     total = float(costs.exact(rows, cols).sum())
     stats["edges"] = int(len(edges.code))
-    stats["dual_gap"] = float(total - (u.sum() + v[v < 0].sum()))
+    stats["candidates"] = int(len(bounded.i))
+    stats["dual_gap"] = float(total - (u.sum() + v.sum()))
     return Assignment(rows, cols, total, stats)
 
 
-def _uncertified_rows(t, s, u, v, row_err, col_err, tol) -> np.ndarray:
+def _uncertified_rows(t, s, u, v, row_err, col_err, tol, widths: bool = False):
     """Rows holding a pair whose reduced cost is not proven >= -tol by the bounds.
 
     A non-candidate pair has c_ij >= max(t_i, s_j) - row_err_i - col_err_j.  It is certified
     if t_i - row_err_i - u_i >= v_j + col_err_j - tol  (row bound)  or
     s_j - v_j - col_err_j >= u_i + row_err_i - tol  (column bound).  Row i fails iff
     max{v_j + col_err_j : s_j - v_j - col_err_j < u_i + row_err_i - tol} > t_i - row_err_i - u_i + tol,
-    found for all rows at once with a sort and a prefix maximum.
+    found for all rows at once with a sort and a prefix maximum.  With ``widths``, also
+    returns the columns by descending v_j + col_err_j and, per failing row, how many of them
+    lead that order with v_j + col_err_j > t_i - row_err_i - u_i + tol: only those can hold
+    its violators.
     """
     a = t - row_err - u + tol
     w = v + col_err
@@ -398,7 +504,12 @@ def _uncertified_rows(t, s, u, v, row_err, col_err, tol) -> np.ndarray:
     pmax = np.maximum.accumulate(w[order])
     cnt = np.searchsorted(b_sorted, u + row_err - tol, side="left")
     worst = np.where(cnt > 0, pmax[np.maximum(cnt - 1, 0)], -np.inf)
-    return np.flatnonzero(worst > a)
+    bad = np.flatnonzero(worst > a)
+    if not widths:
+        return bad
+    by_w = np.argsort(-w, kind="stable")
+    width = np.searchsorted(-w[by_w], -a[bad], side="left")
+    return bad, by_w, width
 
 
 def _cached_rows(costs: CostProvider, rr: np.ndarray, cache: dict, budget: int):
@@ -429,15 +540,12 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
 
     Pairs not provably >= -tol from the approximate block (error bounds subtracted) are checked
     in float64; of the violators, each row keeps its ``grow`` x kr_i most negative.
-    Returns (number of violations, rows, cols) of the kept violators plus the new candidates.
-    ``kr`` and ``t`` are updated in place.
+    Returns (number of violations, candidate rows, cols, approximate costs, violator rows,
+    cols).  ``kr`` and ``t`` are updated in place.
     """
-    import torch
-
     m = costs.m
-    vc = torch.from_numpy(v + costs.col_err)
     nviol = 0
-    out_i, out_j = [], []
+    out_i, out_j, out_w, bad_i, bad_j = [], [], [], [], []
     step = max(1, min(cfg.chunk_rows, (1 << 25) // max(1, m)))
     for c0 in range(0, len(rows_), step):
         rr = rows_[c0:c0 + step]
@@ -449,40 +557,74 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
         keep = np.arange(kk)[None, :] < newk[:, None]
         out_i.append(np.broadcast_to(rr[:, None], idx.shape)[keep])
         out_j.append(idx[keep])
+        out_w.append(vals[keep])
         t[rr] = vals[np.arange(len(rr)), newk - 1]
         if np.isfinite(tol):
-            red = blk.double()
+            bi, bj, rv = _violations(costs, blk, rr, None, u, v, tol)
             del blk
-            red -= vc[None, :]
-            thr = torch.from_numpy(u[rr] + costs.row_err[rr] - tol)
-            fi, fj = torch.nonzero(red < thr[:, None], as_tuple=True)  # not provably >= -tol
-            if len(fi):
-                rv = red[fi, fj].numpy()
-                fi, fj = fi.numpy(), fj.numpy()
-                i = rr[fi]
-                margin = 2.0 * (costs.row_err[i] + costs.col_err[fj])
-                sure = rv + margin < thr.numpy()[fi]  # a violation even at the error bound
-                unsure = np.flatnonzero(~sure)
-                viol = sure.copy()
-                if len(unsure):
-                    rc = costs.exact(i[unsure], fj[unsure]) - u[i[unsure]] - v[fj[unsure]]
-                    viol[unsure[rc < -tol]] = True
-                bad = np.flatnonzero(viol)
-                if len(bad):
-                    nviol += len(bad)
-                    o = bad[np.lexsort((rv[bad], i[bad]))]
-                    bi, bj = i[o], fj[o]
-                    first = np.searchsorted(bi, bi, side="left")
-                    rank = np.arange(len(bi)) - first
-                    sel = rank < np.minimum(kr[bi] * cfg.grow, m)
-                    out_i.append(bi[sel])
-                    out_j.append(bj[sel])
-            del red
+            if len(bi):
+                nviol += len(bi)
+                o = np.lexsort((rv, bi))
+                bi, bj = bi[o], bj[o]
+                first = np.searchsorted(bi, bi, side="left")
+                rank = np.arange(len(bi)) - first
+                sel = rank < np.minimum(kr[bi] * cfg.grow, m)
+                bad_i.append(bi[sel])
+                bad_j.append(bj[sel])
         kr[rr] = newk
-    return nviol, np.concatenate(out_i), np.concatenate(out_j)
+    cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)  # noqa: E731
+    return (nviol, cat(out_i, np.int64), cat(out_j, np.int64), cat(out_w, np.float64),
+            cat(bad_i, np.int64), cat(bad_j, np.int64))
 
 
-def _sparse_sap(indptr, indices, cost, m):
+def _violations(costs: CostProvider, blk, rr: np.ndarray, cols: np.ndarray | None, u, v, tol):
+    """Pairs of an approximate block (rows ``rr`` x ``cols``, all columns if None) whose exact
+    reduced cost c_ij - u_i - v_j is < -tol: those below even with the error bound, plus those
+    within it that float64 costs confirm.  Returns (rows, cols, approximate reduced costs)."""
+    import torch
+
+    red = blk.double()
+    vv = v + costs.col_err
+    red -= torch.from_numpy(vv if cols is None else vv[cols])[None, :]
+    thr = torch.from_numpy(u[rr] + costs.row_err[rr] - tol)
+    fi, fj = torch.nonzero(red < thr[:, None], as_tuple=True)  # not provably >= -tol
+    if len(fi) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    rv = red[fi, fj].numpy()
+    del red
+    i = rr[fi.numpy()]
+    j = fj.numpy() if cols is None else cols[fj.numpy()]
+    margin = 2.0 * (costs.row_err[i] + costs.col_err[j])
+    viol = rv + margin < thr.numpy()[fi.numpy()]  # a violation even at the error bound
+    unsure = np.flatnonzero(~viol)
+    if len(unsure):
+        rc = costs.exact(i[unsure], j[unsure]) - u[i[unsure]] - v[j[unsure]]
+        viol[unsure[rc < -tol]] = True
+    return i[viol], j[viol], rv[viol]
+
+
+def _check_prefix(costs: CostProvider, rows_: np.ndarray, order: np.ndarray, width: np.ndarray,
+                  u, v, tol, cfg: SolverConfig):
+    """Check rows against the only columns their bound leaves open: row i's non-candidate
+    pairs are certified for every column outside ``order[:width_i]`` (the columns by
+    descending v_j + col_err_j), so one GEMM of the rows by ``order[:max width]`` finds every
+    possible violator.  Returns (violator rows, cols)."""
+    out_i, out_j = [], []
+    cols = order[: int(width.max())]
+    step = max(1, min(cfg.chunk_rows, (1 << 24) // max(1, len(cols))))
+    pos = np.empty(costs.m, dtype=np.int64)
+    pos[cols] = np.arange(len(cols))
+    for c0 in range(0, len(rows_), step):
+        rr = rows_[c0:c0 + step]
+        bi, bj, _ = _violations(costs, costs.sub(rr, cols), rr, cols, u, v, tol)
+        keep = pos[bj] < width[c0:c0 + step][np.searchsorted(rr, bi)]
+        out_i.append(bi[keep])
+        out_j.append(bj[keep])
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _sparse_sap(indptr, indices, cost, m, start="cold", v0=None, col4row0=None):
     from .lap_sparse import sparse_sap
 
-    return sparse_sap(indptr, indices.astype(np.int64), cost.astype(np.float64), m)
+    return sparse_sap(indptr, indices.astype(np.int64), cost.astype(np.float64), m,
+                      start, v0, col4row0)

@@ -51,25 +51,16 @@ def _pop(hk, hc, size):
 
 
 @njit(cache=True, nogil=True)
-def _sap(indptr, indices, cost, m):
+def _augment(indptr, indices, cost, u, v, col4row, row4col):
+    """Dijkstra from every free row with edges, on reduced costs c - u - v >= 0 (in place).
+
+    Preconditions: every edge dual feasible, matched edges tight.  A free row's u is first
+    set to min_j (c_sj - v_j).  Returns (rows with no augmenting path, their tree marks)."""
     n = indptr.shape[0] - 1
+    m = v.shape[0]
     nnz = indices.shape[0]
-    u = np.zeros(n)
-    v = np.zeros(m)
-    col4row = np.full(n, -1, np.int64)
-    row4col = np.full(m, -1, np.int64)
     tree = np.zeros(n, np.bool_)
     nstuck = 0
-    for i in range(n):
-        if indptr[i + 1] == indptr[i]:
-            tree[i] = True
-            nstuck += 1
-            continue
-        mn = np.inf
-        for p in range(indptr[i], indptr[i + 1]):
-            if cost[p] < mn:
-                mn = cost[p]
-        u[i] = mn
     dist = np.full(m, np.inf)
     pred = np.full(m, -1, np.int64)
     done = np.zeros(m, np.bool_)
@@ -78,8 +69,18 @@ def _sap(indptr, indices, cost, m):
     hk = np.empty(nnz + 1)
     hc = np.empty(nnz + 1, np.int64)
     for s in range(n):
-        if indptr[s + 1] == indptr[s]:
+        if col4row[s] >= 0:
             continue
+        if indptr[s + 1] == indptr[s]:
+            tree[s] = True
+            nstuck += 1
+            continue
+        mn = np.inf
+        for p in range(indptr[s], indptr[s + 1]):
+            r = cost[p] - v[indices[p]]
+            if r < mn:
+                mn = r
+        u[s] = mn
         ntouch = 0
         nscan = 0
         size = 0
@@ -150,21 +151,174 @@ def _sap(indptr, indices, cost, m):
             jj = touched[t]
             dist[jj] = np.inf
             done[jj] = False
-    return col4row, u, v, nstuck, tree
+    return nstuck, tree
 
 
-def sparse_sap(indptr: np.ndarray, indices: np.ndarray, cost: np.ndarray, m: int):
+@njit(cache=True, nogil=True)
+def _jv_init(indptr, indices, cost, u, v, col4row, row4col):
+    """Jonker-Volgenant initialisation (square problems): column reduction, reduction
+    transfer and two passes of augmenting row reduction, on the sparse edges (in place).
+
+    Leaves every assigned row on a minimum of c_ij - v_j over its edges, with u_i that value
+    (so every edge is dual feasible and matched edges are tight); free rows are left to
+    ``_augment``.  Rows with a single edge skip the row reduction (no second minimum)."""
+    n = indptr.shape[0] - 1
+    m = v.shape[0]
+    arg = np.full(m, -1, np.int64)
+    v[:] = np.inf
+    for i in range(n):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            if cost[p] < v[j]:
+                v[j] = cost[p]
+                arg[j] = i
+    matches = np.zeros(n, np.int64)
+    for j in range(m - 1, -1, -1):
+        if arg[j] < 0:
+            v[j] = 0.0  # a column without edges
+            continue
+        i = arg[j]
+        matches[i] += 1
+        if matches[i] == 1:
+            col4row[i] = j
+            row4col[j] = i
+    free = np.empty(n, np.int64)
+    nfree = 0
+    for i in range(n):
+        if matches[i] == 0:
+            free[nfree] = i
+            nfree += 1
+        elif matches[i] == 1:  # reduction transfer: lower v on its column to the next best
+            j1 = col4row[i]
+            mn = np.inf
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                if j != j1:
+                    r = cost[p] - v[j]
+                    if r < mn:
+                        mn = r
+            if mn < np.inf:
+                v[j1] -= mn
+    budget = 8 * n + 16  # caps price wars; what is left goes to _augment
+    for _ in range(2):
+        k = 0
+        prv = nfree
+        nfree = 0
+        while k < prv:
+            i = free[k]
+            k += 1
+            budget -= 1
+            if budget < 0 or indptr[i + 1] - indptr[i] < 2:
+                free[nfree] = i  # stays free for the augmentation phase
+                nfree += 1
+                continue
+            u1 = np.inf
+            u2 = np.inf
+            j1 = -1
+            j2 = -1
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                h = cost[p] - v[j]
+                if h < u2:
+                    if h >= u1:
+                        u2 = h
+                        j2 = j
+                    else:
+                        u2 = u1
+                        j2 = j1
+                        u1 = h
+                        j1 = j
+            if j2 < 0 or j2 == j1:  # parallel edges to one column only
+                free[nfree] = i
+                nfree += 1
+                continue
+            i0 = row4col[j1]
+            if u1 < u2:
+                v[j1] -= u2 - u1
+            elif i0 >= 0:
+                j1 = j2
+                i0 = row4col[j2]
+            if i0 >= 0:
+                col4row[i0] = -1
+            col4row[i] = j1
+            row4col[j1] = i
+            if i0 >= 0:
+                if u1 < u2:
+                    k -= 1
+                    free[k] = i0
+                else:
+                    free[nfree] = i0
+                    nfree += 1
+    for i in range(n):
+        if col4row[i] < 0:
+            continue
+        mn = np.inf
+        for p in range(indptr[i], indptr[i + 1]):
+            r = cost[p] - v[indices[p]]
+            if r < mn:
+                mn = r
+        u[i] = mn
+
+
+@njit(cache=True, nogil=True)
+def _warm_fixup(indptr, indices, cost, u, v, col4row, row4col):
+    """Warm start from duals v and a matching, for new edge costs (in place): u_i = min_j
+    c_ij - v_j makes every edge dual feasible; a row whose matched edge is no longer at that
+    minimum (or no longer an edge) is unmatched, for ``_augment`` to re-route."""
+    n = indptr.shape[0] - 1
+    for i in range(n):
+        mn = np.inf
+        jm = col4row[i]
+        rm = np.inf
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            r = cost[p] - v[j]
+            if r < mn:
+                mn = r
+            if j == jm and r < rm:
+                rm = r
+        u[i] = mn if mn < np.inf else 0.0
+        if jm >= 0 and rm > mn:
+            row4col[jm] = -1
+            col4row[i] = -1
+
+
+def sparse_sap(indptr: np.ndarray, indices: np.ndarray, cost: np.ndarray, m: int,
+               start: str = "cold", v0: np.ndarray | None = None,
+               col4row0: np.ndarray | None = None):
     """Min-cost assignment of every row (n <= m) on CSR candidate edges.
 
+    ``start``: ``cold`` (u_i = row minimum, v = 0: valid for n < m), ``jv`` (Jonker-Volgenant
+    initialisation; square problems only) or ``warm`` (from duals ``v0`` and matching
+    ``col4row0`` of an earlier solve of nearly the same problem; square only).
     Returns (col4row, u, v, status, tree): status 0 = solved, with duals u (rows), v (cols)
-    such that c_ij - u_i - v_j >= 0 on every edge (up to rounding), = 0 on matched edges,
-    v <= 0 and v = 0 on free columns; status k > 0 = k rows found no augmenting path (no full
-    matching among the edges), and the boolean ``tree`` marks the rows of their Hungarian
-    trees, whose candidate sets must grow.
+    such that c_ij - u_i - v_j >= 0 on every edge (up to rounding), = 0 on matched edges, and
+    for ``cold`` v <= 0 with v = 0 on free columns; status k > 0 = k rows found no augmenting
+    path (no full matching among the edges), and the boolean ``tree`` marks the rows of their
+    Hungarian trees, whose candidate sets must grow.
     """
-    return _sap(np.ascontiguousarray(indptr, dtype=np.int64),
-                np.ascontiguousarray(indices, dtype=np.int64),
-                np.ascontiguousarray(cost, dtype=np.float64), int(m))
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    n = len(indptr) - 1
+    if start != "cold" and n != m:
+        raise ValueError(f"sparse_sap: start {start!r} needs a square problem, got {n} x {m}")
+    u = np.zeros(n)
+    v = np.zeros(m)
+    col4row = np.full(n, -1, np.int64)
+    row4col = np.full(m, -1, np.int64)
+    if start == "jv":
+        _jv_init(indptr, indices, cost, u, v, col4row, row4col)
+    elif start == "warm":
+        v[:] = v0
+        col4row[:] = col4row0
+        ok = col4row >= 0
+        row4col[col4row[ok]] = np.flatnonzero(ok)
+        _warm_fixup(indptr, indices, cost, u, v, col4row, row4col)
+    elif start != "cold":
+        raise ValueError(f"sparse_sap: unknown start {start!r}")
+    nstuck, tree = _augment(indptr, indices, cost, u, v, col4row, row4col)
+    return col4row, u, v, nstuck, tree
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -190,6 +344,25 @@ def _dot_pairs(a, b, i, j, out):
         for q in range(d):
             s += np.float64(x[q]) * np.float64(y[q])
         out[p] = s
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _sqnorms(a, out):
+    d = a.shape[1]
+    for p in prange(a.shape[0]):
+        s = 0.0
+        for q in range(d):
+            t = np.float64(a[p, q])
+            s += t * t
+        out[p] = s
+
+
+def row_sqnorms(a: np.ndarray) -> np.ndarray:
+    """||a_i||^2 per row, accumulated in float64 (no float64 copy of ``a``)."""
+    out = np.empty(a.shape[0], dtype=np.float64)
+    if a.shape[0]:
+        _sqnorms(np.ascontiguousarray(a), out)
+    return out
 
 
 def pair_sqdist(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
