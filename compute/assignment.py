@@ -7,15 +7,17 @@ most once, minimising sum c_ij.  Two solvers return the same optimum:
   shortest augmenting paths).  Memory n*m*8 bytes, so only for moderate sizes.
 * ``sparse``: screen every row in chunks (one GEMM per chunk for squared distances) keeping its
   k cheapest columns and, per column, the cheapest value; solve the assignment on those
-  candidate edges with exact float64 costs (a sparse shortest-augmenting-path solver, Jonker &
-  Volgenant 1987 / LAPJVsp, that also returns the LP duals u, v); then CERTIFY optimality by
-  LP duality: the matching is optimal if every reduced cost c_ij - u_i - v_j >= 0 (with
-  v_j <= 0, and v_j = 0 on unmatched columns, when n < m).  Pairs outside the candidate set
-  are bounded below by their row's k-th candidate cost t_i or their column's minimum s_j, so
-  whole rows are certified at once with a vectorised test; rows that fail it are recomputed
-  exactly (a GEMM on those rows only), violating pairs are added as edges and the problem is
-  re-solved, until no violation is left.  The result is never a silently sub-optimal or
-  partial matching.
+  candidates with their approximate costs (a sparse shortest-augmenting-path solver, Jonker &
+  Volgenant 1987 / LAPJVsp with their initialisation, that also returns the LP duals u, v);
+  compute float64 costs only for the candidates near tight under those duals, and re-solve
+  on them exactly, warm-started.  Then CERTIFY optimality by LP duality: the matching is
+  optimal if every reduced cost c_ij - u_i - v_j >= 0 (with v_j <= 0, and v_j = 0 on
+  unmatched columns, when n < m).  Other candidates are bounded below by their approximate
+  cost minus its error bound; pairs outside the candidate set by their row's k-th candidate
+  cost t_i or their column's minimum s_j, so whole rows are certified at once with a
+  vectorised test; a row that fails it is checked on the columns its bound leaves open (a
+  small GEMM); pairs that violate join the exact edges and the problem is re-solved, until
+  no violation is left.  The result is never a silently sub-optimal or partial matching.
 
 Floating point: screening GEMMs run in float32; every such value carries a rigorous error
 bound |c32_ij - c_ij| <= row_err_i + col_err_j (``CostProvider``), which the certificate
@@ -191,13 +193,31 @@ class SqEuclidCosts(CostProvider):
 
 
 class CosineCosts(SqEuclidCosts):
-    """c_ij = 1 - a_i . b_j for unit (or zero) row vectors: 1 - cos, with cos = 0 for a zero
-    vector.  Blocks: one float32 GEMM; |fl(a.b) - a.b| <= gamma_d (|a_i|^2 + |b_j|^2) / 2."""
+    """c_ij = 1 - cos(a_i, b_j) = 1 - a_i . b_j / (||a_i|| ||b_j||), with cos = 0 for a zero
+    vector (any row vectors; they need not be unit).
 
-    def __init__(self, a: np.ndarray, b: np.ndarray,
-                 norms: tuple[np.ndarray, np.ndarray] | None = None):
-        super().__init__(a, b, 1.0, norms)
-        g = (a.shape[1] + 4) * U32 * 1.01 * 0.5
+    Blocks: one float32 GEMM of the unit vectors a^ = fl32(a / ||a||) (norms in float64), so
+    a^_q = (a_q / ||a||)(1 + e_q) with |e_q| <= u and |a^ . b^ - cos| <= 2u + u^2; with the
+    GEMM's gamma_d (|a^_i|^2 + |b^_j|^2) / 2 the bound is (d + 8) u' (|a^_i|^2 + |b^_j|^2) / 2.
+    ``exact``: float64 dot products of the given vectors over their float64 norms.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, _parts: tuple | None = None):
+        from .lap_sparse import row_sqnorms
+
+        if _parts is None:
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            b = np.ascontiguousarray(b, dtype=np.float32)
+            if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+                raise ValueError(f"vectors of different widths: {a.shape} vs {b.shape}")
+            ra, rb = np.sqrt(row_sqnorms(a)), np.sqrt(row_sqnorms(b))
+            ua = (a / np.where(ra > 0, ra, 1.0)[:, None]).astype(np.float32)
+            ub = (b / np.where(rb > 0, rb, 1.0)[:, None]).astype(np.float32)
+            _parts = (a, b, ra, rb, ua, ub, row_sqnorms(ua), row_sqnorms(ub))
+        self._parts = _parts
+        self.raw_a, self.raw_b, self.ra, self.rb, ua, ub, nua, nub = _parts
+        super().__init__(ua, ub, 1.0, (nua, nub))
+        g = (ua.shape[1] + 8) * U32 * 1.01 * 0.5
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
 
@@ -210,14 +230,20 @@ class CosineCosts(SqEuclidCosts):
     def exact(self, i, j):
         from .lap_sparse import pair_dot
 
-        return 1.0 - pair_dot(self.a, self.b, i, j)
+        i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+        den = self.ra[i] * self.rb[j]
+        dot = pair_dot(self.raw_a, self.raw_b, i, j)
+        return 1.0 - np.divide(dot, den, out=np.zeros_like(dot), where=den > 0)
 
     def dense(self):
-        return 1.0 - self.a.astype(np.float64) @ self.b.astype(np.float64).T
+        den = np.outer(self.ra, self.rb)
+        dot = self.raw_a.astype(np.float64) @ self.raw_b.astype(np.float64).T
+        return 1.0 - np.divide(dot, den, out=np.zeros_like(dot), where=den > 0)
 
     @property
     def T(self):
-        return CosineCosts(self.b, self.a, (self.nb, self.na))
+        a, b, ra, rb, ua, ub, nua, nub = self._parts
+        return CosineCosts(b, a, (b, a, rb, ra, ub, ua, nub, nua))
 
 
 # --------------------------------------------------------------------------- public entry
@@ -328,6 +354,15 @@ class _Candidates:
             self.exact = np.concatenate([self.exact, np.zeros(len(i), dtype=bool)])
             self.grouped = False
 
+    def near(self, u, v, row_err, col_err, tol) -> np.ndarray:
+        """Candidates whose approximate reduced cost is <= 2 (row_err_i + col_err_j) + tol: a
+        superset of those whose cost minus its error bound is not certified (>= -tol), with
+        room for the duals to move."""
+        i, j = self.i, self.j
+        red = self.val - u[i] - v[j]
+        red -= 2.0 * (row_err[i] + col_err[j])
+        return red <= tol
+
     def csr(self):
         """(indptr, cols, approximate costs), one edge per (row, col)."""
         if self.grouped:
@@ -378,9 +413,11 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
        v <= 0); float64 costs only for those.  Solve on E, warm-started from the approximate
        duals and matching (square).
     4. Certify against every pair: candidates outside E by their approximate cost minus its
-       error bound, the rest by the row and column bounds t_i, s_j (``_uncertified_rows``,
-       rows that fail are recomputed whole by ``_check_rows``).  Violators join E; re-solve
-       warm; repeat until no pair violates.
+       error bound, the rest by the row and column bounds t_i, s_j (``_uncertified_rows``).
+       A row that fails is checked on the few columns its bound leaves open
+       (``_check_prefix``, one small GEMM), or recomputed whole when they are many
+       (``_check_rows``, which also widens its candidates).  Pairs that violate, or are near
+       enough to, join E; re-solve warm; repeat until every pair is certified.
     """
     import time
 
@@ -404,67 +441,66 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
              "t_screen": t1 - t0, "t_approx": 0.0, "t_solve": 0.0, "t_check": 0.0,
              "t_edges": 0.0}
     re, ce = costs.row_err, costs.col_err
-    none = np.zeros(0, np.int64)
 
-    # 2. the approximate problem on the candidates
-    t2 = clock()
-    while True:
-        indptr, indices, w = bounded.csr()
-        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m,
-                                                   "jv" if square else "cold")
-        if status == 0:
-            break
-        grow = np.flatnonzero(tree)  # no full matching among the candidates: widen the trees
+    def widen(tree, u, v):  # no full matching among the edges: widen the stuck trees' rows
+        grow = np.flatnonzero(tree)
         grow = grow[kr[grow] < m]
         if len(grow) == 0:
             raise RuntimeError("assignment: no full matching even on complete rows")
         stats["expanded_rows"] += len(grow)
         _, ci, cj, cv, _, _ = _check_rows(costs, grow, u, v, np.inf, kr, t, cfg, cache)
         bounded.extend(ci, cj, cv)
-    del indptr, indices, w
-    stats["t_approx"] = clock() - t2
+        return ci, cj
 
-    # 3. the exact edge set
-    t2 = clock()
     edges = _Edges(m)
-    if square:
-        red = bounded.val - u[bounded.i] - v[bounded.j]
-        near = red <= 2.0 * (re[bounded.i] + ce[bounded.j]) + cfg.tol * max(1.0, float(np.abs(bounded.val).max()))
-        del red
-    else:
-        near = np.ones(len(bounded.i), dtype=bool)
-    edges.add(costs, bounded.i[near], bounded.j[near])
-    edges.add(costs, np.arange(n, dtype=np.int64), col4row)  # the approximate optimum
-    bounded.exact |= near
-    del near
+    col4row = v = None
+    if square:  # 2. the approximate problem on the candidates, then E: its near-tight edges
+        t2 = clock()
+        while True:
+            col4row, u, v, status, tree = _sparse_sap(*bounded.csr(), m, "jv")
+            if status == 0:
+                break
+            widen(tree, u, v)
+        stats["t_approx"] = clock() - t2
+        t2 = clock()
+        near = bounded.near(u, v, re, ce, cfg.tol * max(1.0, float(np.abs(bounded.val).max())))
+        edges.add(costs, bounded.i[near], bounded.j[near])
+        edges.add(costs, np.arange(n, dtype=np.int64), col4row)  # the approximate optimum
+        bounded.exact |= near
+        del near
+    else:  # rectangular: E = every candidate, solved cold (keeps v <= 0, v = 0 on free columns)
+        t2 = clock()
+        edges.add(costs, bounded.i, bounded.j)
+        bounded.exact[:] = True
     stats["t_edges"] += clock() - t2
 
-    start = "warm" if square else "cold"
     while True:
         stats["rounds"] += 1
         indptr, indices, w = edges.csr(n)
         t2 = clock()
-        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m, start, v, col4row)
+        col4row, u, v, status, tree = _sparse_sap(indptr, indices, w, m,
+                                                   "warm" if square else "cold", v, col4row)
         stats["t_solve"] += clock() - t2
         if status != 0:
-            raise RuntimeError("assignment: the exact edge set lost its full matching")
+            ci, cj = widen(tree, u, v)
+            edges.add(costs, ci, cj)
+            bounded.exact[len(bounded.exact) - len(ci):] = True
+            continue
         t2 = clock()
         tol = cfg.tol * max(1.0, float(np.abs(w).max()))
-        # candidates outside E: approximate cost minus its error bound
-        lb = bounded.val - re[bounded.i] - ce[bounded.j] - u[bounded.i] - v[bounded.j]
-        fail = np.flatnonzero((lb < -tol) & ~bounded.exact)
-        del lb
+        # candidates outside E: certified if approximate cost - error bound - u_i - v_j >= -tol;
+        # the near ones (a superset of those that are not) join E
+        fail = np.flatnonzero(bounded.near(u, v, re, ce, tol) & ~bounded.exact)
         added = edges.add(costs, bounded.i[fail], bounded.j[fail])
         bounded.exact[fail] = True
         # every other pair: the row and column bounds, else the whole row
         bad, order, width = _uncertified_rows(t, s, u, v, re, ce, tol, widths=True)
         nviol = 0
         few = width <= cfg.prefix_max * m  # open columns few enough for a column subset
-        if few.any():
+        if few.any():  # certified once no near pair is left outside E
             stats["prefix_rows"] += int(few.sum())
-            vi, vj = _check_prefix(costs, bad[few], order, width[few], u, v, tol, cfg)
-            nviol += len(vi)
-            added += edges.add(costs, vi, vj)
+            added += edges.add(costs, *_check_prefix(costs, bad[few], order, width[few], u, v,
+                                                     tol, cfg))
         if (~few).any():
             stats["rescreened_rows"] += int((~few).sum())
             nv, ci, cj, cv, vi, vj = _check_rows(costs, bad[~few], u, v, tol, kr, t, cfg, cache)
@@ -475,6 +511,11 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
         stats["t_check"] += clock() - t2
         if added == 0 and nviol == 0:
             break  # every pair is certified against these duals
+    if not square:  # the rectangular dual also needs v <= 0, and v = 0 on unmatched columns
+        free = np.ones(m, dtype=bool)
+        free[col4row] = False
+        if v.max(initial=0.0) > tol or np.abs(v[free]).max(initial=0.0) > tol:
+            raise RuntimeError("assignment: rectangular duals out of sign (solver bug)")
     rows = np.arange(n, dtype=np.int64)
     cols = col4row.astype(np.int64)
     total = float(costs.exact(rows, cols).sum())
@@ -608,16 +649,24 @@ def _check_prefix(costs: CostProvider, rows_: np.ndarray, order: np.ndarray, wid
     """Check rows against the only columns their bound leaves open: row i's non-candidate
     pairs are certified for every column outside ``order[:width_i]`` (the columns by
     descending v_j + col_err_j), so one GEMM of the rows by ``order[:max width]`` finds every
-    possible violator.  Returns (violator rows, cols)."""
+    possible violator.  Returns the pairs there whose approximate reduced cost is within
+    2 (row_err_i + col_err_j) + tol of 0 (rows, cols): every violator, plus the pairs the next
+    duals might push below (adding them saves rounds).  The others are certified."""
+    import torch
+
     out_i, out_j = [], []
     cols = order[: int(width.max())]
     step = max(1, min(cfg.chunk_rows, (1 << 24) // max(1, len(cols))))
-    pos = np.empty(costs.m, dtype=np.int64)
-    pos[cols] = np.arange(len(cols))
     for c0 in range(0, len(rows_), step):
         rr = rows_[c0:c0 + step]
-        bi, bj, _ = _violations(costs, costs.sub(rr, cols), rr, cols, u, v, tol)
-        keep = pos[bj] < width[c0:c0 + step][np.searchsorted(rr, bi)]
+        red = costs.sub(rr, cols).double()
+        red -= torch.from_numpy(v[cols] + 2.0 * costs.col_err[cols])[None, :]
+        thr = torch.from_numpy(u[rr] + 2.0 * costs.row_err[rr] + tol)
+        fi, fj = torch.nonzero(red <= thr[:, None], as_tuple=True)
+        del red
+        fi, fj = fi.numpy(), fj.numpy()
+        bi, bj = rr[fi], cols[fj]
+        keep = fj < width[c0:c0 + step][fi]
         out_i.append(bi[keep])
         out_j.append(bj[keep])
     return np.concatenate(out_i), np.concatenate(out_j)

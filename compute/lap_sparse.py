@@ -1,12 +1,15 @@
 """Sparse linear assignment by shortest augmenting paths, returning the LP duals (numba).
 
 Jonker & Volgenant (1987), "A shortest augmenting path algorithm for dense and sparse linear
-assignment problems" (LAPJVsp), without the JV initialisation heuristics: for each row in
-turn, Dijkstra on reduced costs c_ij - u_i - v_j >= 0 over the candidate edges (CSR) finds the
-cheapest augmenting path to a free column; the duals are then updated so every edge stays
-dual feasible and the matched edges tight (Crouse 2016, the algorithm behind scipy's
-``linear_sum_assignment``, sparse).  For n <= m rows, v_j <= 0 everywhere and v_j = 0 on the
-columns left free, so (u, v) certifies the rectangular optimum too.
+assignment problems" (LAPJVsp).  ``_jv_init``: their initialisation (column reduction,
+reduction transfer, augmenting row reduction) on the sparse edges, for square problems;
+``_warm_fixup``: a start from the duals and matching of a nearly identical problem;
+``_augment``: for each free row, Dijkstra on reduced costs c_ij - u_i - v_j >= 0 over the
+candidate edges (CSR) finds the cheapest augmenting path to a free column; the duals are then
+updated so every edge stays dual feasible and the matched edges tight (Crouse 2016, the
+algorithm behind scipy's ``linear_sum_assignment``, sparse).  From the cold start (u = row
+minimum, v = 0) with n <= m rows, v_j <= 0 everywhere and v_j = 0 on the columns left free,
+so (u, v) certifies the rectangular optimum too.
 """
 from __future__ import annotations
 

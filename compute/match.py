@@ -72,7 +72,7 @@ def resolve_methods(space: str, method: str | None) -> list[str]:
 def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, stream: int = 0,
                cfg=None) -> PairMatch:
     """SAE Match of two SAEs (``SAEParams``) in decoder space with one method."""
-    from warehouse.saemath import match_vectors, pair_cosines, pair_costs, unit_rows  # noqa: F401
+    from warehouse.saemath import match_vectors, pair_cosines, pair_costs
 
     from .assignment import CosineCosts, SolverConfig, SqEuclidCosts, random_bijection, solve
 
@@ -83,7 +83,7 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
         cost = pair_costs(src, dst, i, j, "folded")
     else:
         if method == "cosine":
-            costs = CosineCosts(unit_rows(src.w_dec), unit_rows(dst.w_dec))
+            costs = CosineCosts(src.w_dec, dst.w_dec)
         else:
             costs = SqEuclidCosts(match_vectors(src, method), match_vectors(dst, method))
         res = solve(costs, solver, cfg)
@@ -96,12 +96,10 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
 def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: np.ndarray,
                method: str, solver: str = "auto", seed: int = 0, stream: int = 0, cfg=None) -> PairMatch:
     """Text-space match: cost 1 - cos(e_i, e_j) between embedded features ``f_src``/``f_dst``."""
-    from warehouse.saemath import unit_rows
-
     from .assignment import CosineCosts, SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
-    costs = CosineCosts(unit_rows(e_src), unit_rows(e_dst))
+    costs = CosineCosts(e_src, e_dst)
     if method == "random":
         i, j = random_bijection(len(f_src), len(f_dst), seed, stream)
         stats = {"solver": "random"}

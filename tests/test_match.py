@@ -82,6 +82,104 @@ def test_sqeuclid_and_cosine_providers_match_dense_oracle():
     assert np.all(err <= sq.row_err[:, None] + sq.col_err[None, :])
 
 
+def _random_sparse(n: int, m: int, per_row: int, seed: int):
+    """A random CSR graph holding a full matching (row i -> column perm[i]), with duplicate
+    edges and some single-edge rows; returns (indptr, indices, cost, dense cost with inf)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(m)[:n]
+    rows, cols = [], []
+    for i in range(n):
+        extra = rng.integers(0, m, 0 if i % 7 == 0 else int(rng.integers(1, per_row)))
+        cs = np.concatenate([[perm[i]], extra, extra[:1]])  # a duplicate edge
+        rows.append(np.full(len(cs), i))
+        cols.append(cs)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    w = rng.integers(0, 20, len(r)).astype(float)  # ties
+    dense = np.full((n, m), np.inf)
+    np.minimum.at(dense, (r, c), w)
+    keep = w == dense[r, c]
+    r, c, w = r[keep], c[keep], w[keep]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+    return indptr, c.astype(np.int64), w, dense
+
+
+@pytest.mark.parametrize("start", ["cold", "jv", "warm"])
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_sap_starts_reach_the_optimum_with_certifying_duals(start, seed):
+    from compute.lap_sparse import sparse_sap
+
+    n = m = 60
+    indptr, indices, w, dense = _random_sparse(n, m, 6, seed)
+    big = np.where(np.isinf(dense), 1e6, dense)
+    opt = _scipy_opt(big)
+    v0 = c0 = None
+    if start == "warm":  # from the solution of a perturbed problem
+        rng = np.random.default_rng(seed + 100)
+        c0, _, v0, st, _ = sparse_sap(indptr, indices, w + rng.random(len(w)), m, "jv")
+        assert st == 0
+    col4row, u, v, status, _ = sparse_sap(indptr, indices, w, m, start, v0, c0)
+    assert status == 0 and len(np.unique(col4row)) == n
+    assert dense[np.arange(n), col4row].sum() == opt
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    red = w - u[rows] - v[indices]
+    assert red.min() >= -1e-9  # dual feasible on every edge
+    assert np.abs(dense[np.arange(n), col4row] - u - v[col4row]).max() <= 1e-9  # tight
+
+
+def test_sparse_sap_reports_rows_without_augmenting_path():
+    from compute.lap_sparse import sparse_sap
+
+    indptr = np.array([0, 1, 2, 3])
+    indices = np.array([0, 0, 1])  # rows 0 and 1 both only reach column 0
+    col4row, _, _, status, tree = sparse_sap(indptr, indices, np.ones(3), 3, "jv")
+    assert status == 1 and tree[:2].any() and not tree[2]
+    with pytest.raises(ValueError, match="square"):
+        sparse_sap(indptr, indices, np.ones(3), 4, "jv")
+
+
+@pytest.mark.parametrize("prefix_max", [0.0, 1.0])
+def test_certificate_checks_failing_rows_by_open_columns_or_whole_rows(prefix_max):
+    """Clustered vectors: some rows fail the bound test and are checked either on the columns
+    their bound leaves open (prefix_max = 1) or recomputed whole (prefix_max = 0)."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((6, 10))
+    a = (centres[rng.integers(0, 6, 240)] + 0.3 * rng.standard_normal((240, 10))).astype(np.float32)
+    b = (centres[rng.integers(0, 6, 240)] + 0.3 * rng.standard_normal((240, 10))).astype(np.float32)
+    costs = SqEuclidCosts(a, b)
+    r = solve(costs, "sparse", SolverConfig(k=4, chunk_rows=32, prefix_max=prefix_max))
+    _check(r, 240, 240, costs.dense())
+    key = "prefix_rows" if prefix_max else "rescreened_rows"
+    assert r.stats[key] > 0
+    assert r.stats["edges"] < 240 * 4  # float64 costs only for the near-tight candidates
+
+
+def test_cosine_costs_of_raw_vectors_with_zero_rows():
+    rng = np.random.default_rng(2)
+    a = (rng.standard_normal((50, 9)) * rng.random((50, 1)) * 4).astype(np.float32)
+    b = (rng.standard_normal((40, 9)) * 3).astype(np.float32)
+    a[3] = 0
+    b[5] = 0
+    costs = CosineCosts(a, b)
+    ii, jj = [x.ravel() for x in np.meshgrid(np.arange(50), np.arange(40), indexing="ij")]
+    dense = costs.dense()
+    np.testing.assert_allclose(dense.ravel(), 1 - pair_cosines(a, b, ii, jj), atol=1e-12)
+    assert dense[3].tolist() == [1.0] * 40 and dense[:, 5].tolist() == [1.0] * 50
+    assert np.all(np.abs(costs.block(0, 50).numpy() - dense)
+                  <= costs.row_err[:, None] + costs.col_err[None, :])
+    np.testing.assert_allclose(costs.T.dense(), dense.T, atol=1e-15)
+    for cc in (costs, costs.T):
+        _check(solve(cc, "sparse", SolverConfig(k=2, chunk_rows=8)), cc.n, cc.m, cc.dense())
+
+
+def test_row_sqnorms_accumulate_in_float64():
+    from compute.lap_sparse import row_sqnorms
+
+    a = np.random.default_rng(0).standard_normal((100, 1537)).astype(np.float32)
+    np.testing.assert_allclose(row_sqnorms(a), (a.astype(np.float64) ** 2).sum(1), rtol=1e-13)
+    assert row_sqnorms(np.zeros((0, 4), np.float32)).shape == (0,)
+
+
 def test_random_bijection_is_seeded_and_one_to_one():
     r1, c1 = random_bijection(30, 40, 0, 3)
     r2, c2 = random_bijection(30, 40, 0, 3)

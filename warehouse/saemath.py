@@ -73,7 +73,13 @@ def pair_costs(src: SAEParams, dst: SAEParams, i: np.ndarray, j: np.ndarray,
 
 
 def pair_cosines(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """cos(a_i, b_j) for paired rows, float64 (0 where a vector is zero)."""
-    u = unit_rows(a)[i].astype(np.float64)
-    v = unit_rows(b)[j].astype(np.float64)
-    return (u * v).sum(axis=1)
+    """cos(a_i, b_j) = a_i . b_j / (||a_i|| ||b_j||) for paired rows, in float64 (0 where a
+    vector is zero); by chunks of pairs, so no float64 copy of a or b is made."""
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    out = np.zeros(len(i), dtype=np.float64)
+    for c0 in range(0, len(i), 4096):
+        x = a[i[c0:c0 + 4096]].astype(np.float64)
+        y = b[j[c0:c0 + 4096]].astype(np.float64)
+        den = np.sqrt(np.einsum("ij,ij->i", x, x) * np.einsum("ij,ij->i", y, y))
+        np.divide(np.einsum("ij,ij->i", x, y), den, out=out[c0:c0 + 4096], where=den > 0)
+    return out
