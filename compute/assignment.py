@@ -577,13 +577,17 @@ def _cached_rows(costs: CostProvider, rr: np.ndarray, cache: dict, budget: int):
 def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: SolverConfig,
                 cache: dict):
     """Recompute whole rows: find pairs whose exact reduced cost c_ij - u_i - v_j < -tol, and
-    widen each row's candidate set to its ``grow`` x kr_i cheapest columns (raising t_i).
+    widen each row's candidate set to its ``grow`` x kr_i cheapest columns (raising t_i), plus
+    every column tied with the last of them (identical features: without the ties, rows that
+    all rank the same tied columns first could not be matched among the candidates).
 
     Pairs not provably >= -tol from the approximate block (error bounds subtracted) are checked
     in float64; of the violators, each row keeps its ``grow`` x kr_i most negative.
     Returns (number of violations, candidate rows, cols, approximate costs, violator rows,
     cols).  ``kr`` and ``t`` are updated in place.
     """
+    import torch
+
     m = costs.m
     nviol = 0
     out_i, out_j, out_w, bad_i, bad_j = [], [], [], [], []
@@ -593,13 +597,13 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
         blk = _cached_rows(costs, rr, cache, cfg.cache_bytes)
         newk = np.minimum(kr[rr] * cfg.grow, m)
         kk = int(newk.max())
-        vals, idx = blk.topk(kk, dim=1, largest=False, sorted=True)
-        vals, idx = vals.double().numpy(), idx.numpy()
-        keep = np.arange(kk)[None, :] < newk[:, None]
-        out_i.append(np.broadcast_to(rr[:, None], idx.shape)[keep])
-        out_j.append(idx[keep])
-        out_w.append(vals[keep])
-        t[rr] = vals[np.arange(len(rr)), newk - 1]
+        vals = blk.topk(kk, dim=1, largest=False, sorted=True)[0]
+        last = vals[np.arange(len(rr)), newk - 1]
+        fi, fj = torch.nonzero(blk <= last[:, None], as_tuple=True)
+        out_i.append(rr[fi.numpy()])
+        out_j.append(fj.numpy())
+        out_w.append(blk[fi, fj].double().numpy())
+        t[rr] = last.double().numpy()
         if np.isfinite(tol):
             bi, bj, rv = _violations(costs, blk, rr, None, u, v, tol)
             del blk

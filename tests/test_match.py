@@ -154,6 +154,21 @@ def test_certificate_checks_failing_rows_by_open_columns_or_whole_rows(prefix_ma
     assert r.stats["edges"] < 240 * 4  # float64 costs only for the near-tight candidates
 
 
+def test_identical_features_on_both_sides_tie_everywhere():
+    """40 identical rows and 40 identical columns (dead features): they all rank the same
+    tied candidates first, so the k = 4 candidate graph has no full matching until the
+    widening takes in every tied column."""
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((160, 8)).astype(np.float32)
+    b = (a[rng.permutation(160)] + 0.2 * rng.standard_normal((160, 8))).astype(np.float32)
+    a[:40] = a[0]
+    b[:40] = b[0]
+    costs = SqEuclidCosts(a, b)
+    r = solve(costs, "sparse", SolverConfig(k=4, chunk_rows=32))
+    assert r.stats["expanded_rows"] > 0
+    _check(r, 160, 160, costs.dense())
+
+
 def test_cosine_costs_of_raw_vectors_with_zero_rows():
     rng = np.random.default_rng(2)
     a = (rng.standard_normal((50, 9)) * rng.random((50, 1)) * 4).astype(np.float32)
