@@ -355,13 +355,12 @@ class _Candidates:
             self.grouped = False
 
     def near(self, u, v, row_err, col_err, tol) -> np.ndarray:
-        """Candidates whose approximate reduced cost is <= 2 (row_err_i + col_err_j) + tol: a
-        superset of those whose cost minus its error bound is not certified (>= -tol), with
-        room for the duals to move."""
-        i, j = self.i, self.j
-        red = self.val - u[i] - v[j]
-        red -= 2.0 * (row_err[i] + col_err[j])
-        return red <= tol
+        """Candidates not yet exact whose approximate reduced cost is <= 2 (row_err_i +
+        col_err_j) + tol: a superset of those whose cost minus its error bound is not
+        certified (>= -tol), with room for the duals to move."""
+        from .lap_sparse import near_edges
+
+        return near_edges(self.val, self.i, self.j, u, v, row_err, col_err, tol, self.exact)
 
     def csr(self):
         """(indptr, cols, approximate costs), one edge per (row, col)."""
@@ -490,7 +489,7 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
         tol = cfg.tol * max(1.0, float(np.abs(w).max()))
         # candidates outside E: certified if approximate cost - error bound - u_i - v_j >= -tol;
         # the near ones (a superset of those that are not) join E
-        fail = np.flatnonzero(bounded.near(u, v, re, ce, tol) & ~bounded.exact)
+        fail = np.flatnonzero(bounded.near(u, v, re, ce, tol))
         added = edges.add(costs, bounded.i[fail], bounded.j[fail])
         bounded.exact[fail] = True
         # every other pair: the row and column bounds, else the whole row

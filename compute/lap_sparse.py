@@ -360,6 +360,21 @@ def _sqnorms(a, out):
         out[p] = s
 
 
+@njit(cache=True, parallel=True)
+def _near_edges(val, i, j, u, v, row_err, col_err, tol, skip, out):
+    for p in prange(val.shape[0]):
+        r, c = i[p], j[p]
+        out[p] = (not skip[p]) and val[p] - u[r] - v[c] - 2.0 * (row_err[r] + col_err[c]) <= tol
+
+
+def near_edges(val, i, j, u, v, row_err, col_err, tol: float, skip) -> np.ndarray:
+    """Mask of edges (not ``skip``) with val - u_i - v_j - 2 (row_err_i + col_err_j) <= tol."""
+    out = np.empty(len(val), dtype=np.bool_)
+    if len(val):
+        _near_edges(val, i, j, u, v, row_err, col_err, float(tol), skip, out)
+    return out
+
+
 def row_sqnorms(a: np.ndarray) -> np.ndarray:
     """||a_i||^2 per row, accumulated in float64 (no float64 copy of ``a``)."""
     out = np.empty(a.shape[0], dtype=np.float64)
