@@ -317,8 +317,10 @@ def _screen(costs: CostProvider, k: int, chunk: int):
 
 
 def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray, chunk: int):
-    """The k cheapest rows of each given column (rows, cols, approximate costs); s_j raised
-    to the column's k-th value (in place)."""
+    """The k cheapest rows of each given column, plus every row tied with the k-th (rows,
+    cols, approximate costs); s_j raised to the column's k-th value (in place)."""
+    import torch
+
     if len(cols) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     k = min(k, costs.n)
@@ -326,11 +328,13 @@ def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray
     ii, jj, ww = [], [], []
     for c0 in range(0, len(cols), chunk):
         cc = cols[c0:c0 + chunk]
-        vals, idx = tc.rows(cc).topk(k, dim=1, largest=False, sorted=False)
-        ii.append(idx.numpy().ravel())
-        jj.append(np.repeat(cc, k))
-        ww.append(vals.double().numpy().ravel())
-        s[cc] = np.maximum(s[cc], vals.amax(dim=1).double().numpy())
+        blk = tc.rows(cc)
+        last = blk.topk(k, dim=1, largest=False, sorted=False)[0].amax(dim=1)
+        fc, fr = torch.nonzero(blk <= last[:, None], as_tuple=True)
+        ii.append(fr.numpy())
+        jj.append(cc[fc.numpy()])
+        ww.append(blk[fc, fr].double().numpy())
+        s[cc] = np.maximum(s[cc], last.double().numpy())
     return np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
 
 
