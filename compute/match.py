@@ -43,7 +43,8 @@ def add_arguments(p) -> None:
     p.add_argument("--embedder", default=None,
                    help="text space: which embeddings (default: the only one present, else all-MiniLM-L6-v2)")
     p.add_argument("--candidates", type=int, default=128,
-                   help="sparse solver: candidate columns screened per row (default 128)")
+                   help="sparse solver: candidate columns screened per row (default 128; "
+                        "fewer use less memory but can need more certificate rounds)")
 
 
 @dataclass
