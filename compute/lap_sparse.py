@@ -54,6 +54,17 @@ def _pop(hk, hc, size):
 
 
 @njit(cache=True, nogil=True)
+def _min_reduced(indptr, indices, cost, v, i):
+    """min_j c_ij - v_j over row i's edges (inf without edges)."""
+    mn = np.inf
+    for p in range(indptr[i], indptr[i + 1]):
+        r = cost[p] - v[indices[p]]
+        if r < mn:
+            mn = r
+    return mn
+
+
+@njit(cache=True, nogil=True)
 def _augment(indptr, indices, cost, u, v, col4row, row4col):
     """Dijkstra from every free row with edges, on reduced costs c - u - v >= 0 (in place).
 
@@ -78,12 +89,7 @@ def _augment(indptr, indices, cost, u, v, col4row, row4col):
             tree[s] = True
             nstuck += 1
             continue
-        mn = np.inf
-        for p in range(indptr[s], indptr[s + 1]):
-            r = cost[p] - v[indices[p]]
-            if r < mn:
-                mn = r
-        u[s] = mn
+        u[s] = _min_reduced(indptr, indices, cost, v, s)
         ntouch = 0
         nscan = 0
         size = 0
@@ -253,14 +259,8 @@ def _jv_init(indptr, indices, cost, u, v, col4row, row4col):
                     free[nfree] = i0
                     nfree += 1
     for i in range(n):
-        if col4row[i] < 0:
-            continue
-        mn = np.inf
-        for p in range(indptr[i], indptr[i + 1]):
-            r = cost[p] - v[indices[p]]
-            if r < mn:
-                mn = r
-        u[i] = mn
+        if col4row[i] >= 0:
+            u[i] = _min_reduced(indptr, indices, cost, v, i)
 
 
 @njit(cache=True, nogil=True)
