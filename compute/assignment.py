@@ -657,8 +657,8 @@ def _check_prefix(costs: CostProvider, rows_: np.ndarray, order: np.ndarray, wid
     pairs are certified for every column outside ``order[:width_i]`` (the columns by
     descending v_j + col_err_j), so one GEMM of the rows by ``order[:max width]`` finds every
     possible violator.  Returns the pairs there whose approximate reduced cost is within
-    2 (row_err_i + col_err_j) + tol of 0 (rows, cols): every violator, plus the pairs the next
-    duals might push below (adding them saves rounds).  The others are certified."""
+    2 (row_err_i + col_err_j) + tol of 0 (rows, cols), for the exact edges: every violator
+    and the pairs too close to tell without float64 costs.  The others are certified."""
     import torch
 
     out_i, out_j = [], []
