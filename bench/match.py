@@ -1,6 +1,7 @@
 """Benchmark: SAE Match on one layer pair of the GPT-2 small v5-32k shape (32,768 x d_in 768).
 
     .venv/bin/python bench/match.py [--features 32768] [--d-in 768] [--solver sparse]
+                                    [--screen auto|float32|bfloat16] [--k 128] [--check]
 
 Synthetic but structured weights (no downloads): decoder rows drawn around 1,024 cluster
 centres (so every feature has close competitors), layer l+1 = a random permutation of 75% of
@@ -8,8 +9,9 @@ layer l's features, perturbed, plus 25% new ones; encoders = decoder directions 
 Reports the time of one pair (``compute.match.match_pair``: folding, screening GEMMs, exact
 certified assignment, float64 costs and cosines) as a RATIO to one GEMM pass computing the
 full folded distance matrix of the same parameters in the same run (chunked float32 addmm,
-the floor for any exact method that looks at every pair), plus peak memory (ru_maxrss), and
-checks exactness against scipy's dense solver when the problem is small enough.
+what any float32 method that looks at every pair pays; a bfloat16 screen, with its rounding
+bound carried into the certificate, can go below it), plus peak memory (ru_maxrss); with
+--check, compares the total with scipy's dense solver (for sizes that fit in memory).
 """
 from __future__ import annotations
 
@@ -73,6 +75,9 @@ def main() -> None:
     ap.add_argument("--d-in", type=int, default=768)
     ap.add_argument("--solver", default="sparse", choices=["auto", "sparse", "exact"])
     ap.add_argument("--k", type=int, default=None)
+    ap.add_argument("--screen", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="precision of the screening GEMM (default auto: bfloat16 on CPUs with "
+                         "native bf16); the result is exact either way")
     ap.add_argument("--check", action="store_true", help="compare with scipy's dense solver")
     args = ap.parse_args()
 
@@ -85,7 +90,7 @@ def main() -> None:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     solve(np.random.default_rng(0).random((300, 300)), "sparse")  # numba warm-up (cached JIT)
     t_gemm = gemm_baseline(a, b)
-    cfg = SolverConfig() if args.k is None else SolverConfig(k=args.k)
+    cfg = SolverConfig(screen=args.screen, **({} if args.k is None else {"k": args.k}))
     t0 = time.perf_counter()
     res = match_pair(src, dst, "folded", args.solver, seed=0, cfg=cfg)
     t_pair = time.perf_counter() - t0
@@ -93,7 +98,9 @@ def main() -> None:
     print(f"shape: {args.features} x {args.features} features, d_in {args.d_in} "
           f"(folded vectors of width {a.shape[1]})")
     print(f"one GEMM pass (full distance matrix): {t_gemm:.2f} s")
-    print(f"match pair ({args.solver}): {t_pair:.2f} s  ->  ratio {t_pair / t_gemm:.2f} x GEMM")
+    from compute.assignment import resolve_screen
+
+    print(f"match pair ({args.solver}, {resolve_screen(args.screen)} screen): {t_pair:.2f} s  ->  ratio {t_pair / t_gemm:.2f} x GEMM")
     print(f"solver stats: {res.stats}")
     print(f"peak memory (ru_maxrss): {rss:.2f} GB (inputs loaded: {rss0:.2f} GB)")
     if args.check:

@@ -27,6 +27,7 @@ subtracts; candidate edges, duals and totals are float64.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from warehouse.errors import BadInput
 
 SOLVERS = ("auto", "exact", "sparse")
+SCREENS = ("auto", "float32", "bfloat16")
 U32 = 2.0 ** -24  # unit roundoff of float32
 
 
@@ -47,6 +49,7 @@ class SolverConfig:
     grow: int = 4                  # factor by which a re-screened row's candidate count grows
     cache_bytes: int = 2 << 30     # memory for whole cost rows kept between certificate rounds
     prefix_max: float = 0.125      # check a failing row on its open columns only if <= this share
+    screen: str = "auto"           # screening GEMM precision of the vector providers (``resolve_screen``)
 
 
 @dataclass
@@ -57,13 +60,60 @@ class Assignment:
     stats: dict = field(default_factory=dict)
 
 
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def _bf16_gemm_accumulates_in_float32() -> bool:
+    """The bfloat16 screening bound assumes torch's CPU bf16 GEMM accumulates in float32: a
+    dot product of 4,096 ones is 4,096 then (bfloat16 accumulation stalls at 256), and a
+    random product stays within the stated bound."""
+    import torch
+
+    ones = torch.ones(1, 4096, dtype=torch.bfloat16)
+    if float(torch.mm(ones, ones.T)) != 4096.0:
+        return False
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 1537, generator=g).to(torch.bfloat16)
+    b = torch.randn(96, 1537, generator=g).to(torch.bfloat16)
+    exact = a.double() @ b.double().T
+    got = torch.mm(a, b.T).double()
+    d = a.shape[1]
+    bound = (2.0 ** -8 + d * U32 * 1.01) * (a.double().abs() @ b.double().abs().T)
+    return bool(((got - exact).abs() <= bound).all())
+
+
+def resolve_screen(screen: str) -> str:
+    """``auto``: bfloat16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX; about
+    2.4x a float32 GEMM here) and torch's bf16 GEMM accumulates in float32, else float32.  The
+    matching is exact either way; only the screening bound (hence the certificate's work)
+    differs."""
+    if screen not in SCREENS:
+        raise BadInput(f"--screen {screen!r}: expected one of {', '.join(SCREENS)}")
+    if screen == "float32":
+        return screen
+    ok = _bf16_gemm_accumulates_in_float32()
+    if screen == "bfloat16" and not ok:
+        raise BadInput("--screen bfloat16: this torch's bfloat16 GEMM does not accumulate in "
+                       "float32, so its error bound does not hold; use --screen float32")
+    return "bfloat16" if ok and (screen == "bfloat16" or _cpu_has_bf16()) else "float32"
+
+
 # --------------------------------------------------------------------------- cost providers
 class CostProvider:
     """Costs of an n x m problem, read by blocks of rows.
 
     ``block(r0, r1)`` / ``rows(idx)``: approximate costs as a torch tensor (float32 or float64)
-    with |approx_ij - exact_ij| <= row_err[i] + col_err[j];  ``exact(i, j)``: float64 costs of
-    pairs; ``dense()``: the full float64 matrix; ``T``: the transposed problem.
+    with |approx_ij - exact_ij| <= row_err[i] + col_err[j];  ``screen_block(r0, r1)``: the
+    screening pass's costs, possibly coarser, within screen_row_err[i] + screen_col_err[j];
+    ``exact(i, j)``: float64 costs of pairs; ``dense()``: the full float64 matrix; ``T``: the
+    transposed problem.
     """
     n: int
     m: int
@@ -72,6 +122,17 @@ class CostProvider:
 
     def block(self, r0: int, r1: int):
         return self.rows(np.arange(r0, r1))
+
+    def screen_block(self, r0: int, r1: int):
+        return self.block(r0, r1)
+
+    @property
+    def screen_row_err(self) -> np.ndarray:
+        return self.row_err
+
+    @property
+    def screen_col_err(self) -> np.ndarray:
+        return self.col_err
 
     def rows(self, idx: np.ndarray):
         raise NotImplementedError
@@ -135,10 +196,12 @@ class SqEuclidCosts(CostProvider):
     """
 
     def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0,
-                 norms: tuple[np.ndarray, np.ndarray] | None = None):
+                 norms: tuple[np.ndarray, np.ndarray] | None = None, screen: str = "float32"):
         import torch
 
         from .lap_sparse import row_sqnorms
+
+        self.screen = resolve_screen(screen)
 
         a = np.ascontiguousarray(a, dtype=np.float32)
         b = np.ascontiguousarray(b, dtype=np.float32)
@@ -153,6 +216,49 @@ class SqEuclidCosts(CostProvider):
         g = (a.shape[1] + 4) * U32 * 1.01 * self.scale
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
+        self._bf = None
+        self._set_screen_err(2.0 * self.scale)
+
+    def _set_screen_err(self, dot_factor: float) -> None:
+        """bfloat16 screening: c = |a|^2 + |b|^2 - 2 a.b with a.b from one bfloat16 GEMM
+        (inputs rounded to bf16, |a'_q - a_q| <= u|a_q|, u = 2^-8; products exact in float32;
+        float32 accumulation, gamma_d; output rounded to bf16) and the norms added in float32:
+        |c_bf - c| <= dot_factor * |a||b| * (3u + 2u^2 + 2 gamma_d + 8 u32) * 1.01, and
+        |a||b| <= (|a|^2 + |b|^2) / 2."""
+        if self.screen != "bfloat16":
+            return
+        d = self.a.shape[1]
+        ub = 2.0 ** -8
+        gam = d * U32 / (1 - d * U32)
+        g = dot_factor * 0.5 * (3 * ub + 2 * ub * ub + 2 * gam + 8 * U32) * 1.01
+        self._screen_row_err = g * self.na + 1e-30
+        self._screen_col_err = g * self.nb + 1e-30
+
+    @property
+    def screen_row_err(self):
+        return self._screen_row_err if self.screen == "bfloat16" else self.row_err
+
+    @property
+    def screen_col_err(self):
+        return self._screen_col_err if self.screen == "bfloat16" else self.col_err
+
+    def _bf16_dot(self, r0, r1):
+        import torch
+
+        if self._bf is None:
+            self._bf = (self.ta.to(torch.bfloat16), self.tb.to(torch.bfloat16))
+        return torch.mm(self._bf[0][r0:r1], self._bf[1].T)
+
+    def screen_block(self, r0, r1):
+        if self.screen != "bfloat16":
+            return self.block(r0, r1)
+        import torch
+
+        out = torch.add(self.tb_n[None, :], self._bf16_dot(r0, r1), alpha=-2.0)
+        out += self.ta_n[r0:r1, None]
+        if self.scale != 1.0:
+            out *= self.scale
+        return out
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -189,7 +295,7 @@ class SqEuclidCosts(CostProvider):
 
     @property
     def T(self):
-        return SqEuclidCosts(self.b, self.a, self.scale, (self.nb, self.na))
+        return SqEuclidCosts(self.b, self.a, self.scale, (self.nb, self.na), self.screen)
 
 
 class CosineCosts(SqEuclidCosts):
@@ -202,7 +308,8 @@ class CosineCosts(SqEuclidCosts):
     ``exact``: float64 dot products of the given vectors over their float64 norms.
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, _parts: tuple | None = None):
+    def __init__(self, a: np.ndarray, b: np.ndarray, _parts: tuple | None = None,
+                 screen: str = "float32"):
         from .lap_sparse import row_sqnorms
 
         if _parts is None:
@@ -216,10 +323,18 @@ class CosineCosts(SqEuclidCosts):
             _parts = (a, b, ra, rb, ua, ub, row_sqnorms(ua), row_sqnorms(ub))
         self._parts = _parts
         self.raw_a, self.raw_b, self.ra, self.rb, ua, ub, nua, nub = _parts
-        super().__init__(ua, ub, 1.0, (nua, nub))
+        super().__init__(ua, ub, 1.0, (nua, nub), screen)
         g = (ua.shape[1] + 8) * U32 * 1.01 * 0.5
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
+        self._set_screen_err(1.0 + 4 * U32)  # the unit vectors' own rounding: 2 u32 each
+
+    def screen_block(self, r0, r1):
+        if self.screen != "bfloat16":
+            return self.block(r0, r1)
+        import torch
+
+        return torch.add(torch.ones(1, dtype=torch.float32), self._bf16_dot(r0, r1), alpha=-1.0)
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -243,7 +358,7 @@ class CosineCosts(SqEuclidCosts):
     @property
     def T(self):
         a, b, ra, rb, ua, ub, nua, nub = self._parts
-        return CosineCosts(b, a, (b, a, rb, ra, ub, ua, nub, nua))
+        return CosineCosts(b, a, (b, a, rb, ra, ub, ua, nub, nua), self.screen)
 
 
 # --------------------------------------------------------------------------- public entry
@@ -305,7 +420,7 @@ def _screen(costs: CostProvider, k: int, chunk: int):
     t = np.empty(n, dtype=np.float64)
     s = None
     for r0 in range(0, n, chunk):
-        blk = costs.block(r0, min(n, r0 + chunk))
+        blk = costs.screen_block(r0, min(n, r0 + chunk))
         vals, idx = blk.topk(k, dim=1, largest=False, sorted=False)
         cand[r0:r0 + len(idx)] = idx.numpy()
         val[r0:r0 + len(idx)] = vals.numpy()
@@ -348,6 +463,7 @@ class _Candidates:
         self.j = cand.ravel()
         self.val = val.ravel()
         self.exact = np.zeros(len(self.i), dtype=bool)
+        self.coarse = np.ones(len(self.i), dtype=bool)  # value from the screening pass
         self.grouped = True  # rows contiguous and ascending, no duplicates
 
     def extend(self, i: np.ndarray, j: np.ndarray, val: np.ndarray) -> None:
@@ -356,15 +472,19 @@ class _Candidates:
             self.j = np.concatenate([self.j, j.astype(np.int64)])
             self.val = np.concatenate([self.val, val])
             self.exact = np.concatenate([self.exact, np.zeros(len(i), dtype=bool)])
+            self.coarse = np.concatenate([self.coarse, np.zeros(len(i), dtype=bool)])
             self.grouped = False
 
-    def near(self, u, v, row_err, col_err, tol) -> np.ndarray:
+    def near(self, u, v, costs: CostProvider, tol) -> np.ndarray:
         """Candidates not yet exact whose approximate reduced cost is <= 2 (row_err_i +
-        col_err_j) + tol: a superset of those whose cost minus its error bound is not
-        certified (>= -tol), with room for the duals to move."""
+        col_err_j) + tol (the screening pass's error bound for its own values): a superset of
+        those whose cost minus its error bound is not certified (>= -tol), with room for the
+        duals to move."""
         from .lap_sparse import near_edges
 
-        return near_edges(self.val, self.i, self.j, u, v, row_err, col_err, tol, self.exact)
+        return near_edges(self.val, self.i, self.j, u, v, costs.row_err, costs.col_err,
+                          costs.screen_row_err, costs.screen_col_err, self.coarse, tol,
+                          self.exact)
 
     def csr(self):
         """(indptr, cols, approximate costs), one edge per (row, col)."""
@@ -443,7 +563,10 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
              "screened_columns": int(len(uncovered)), "expanded_rows": 0, "prefix_rows": 0,
              "t_screen": t1 - t0, "t_approx": 0.0, "t_solve": 0.0, "t_check": 0.0,
              "t_edges": 0.0}
-    re, ce = costs.row_err, costs.col_err
+    # error bounds of the values behind t_i (the screen's, or float32 once a row is recomputed)
+    # and s_j (the screen's; the column screen's are smaller)
+    re, sre, sce = costs.row_err, costs.screen_row_err, costs.screen_col_err
+    t_err = sre.copy()
 
     def widen(tree, u, v):  # no full matching among the edges: widen the stuck trees' rows
         grow = np.flatnonzero(tree)
@@ -452,6 +575,7 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
             raise RuntimeError("assignment: no full matching even on complete rows")
         stats["expanded_rows"] += len(grow)
         _, ci, cj, cv, _, _ = _check_rows(costs, grow, u, v, np.inf, kr, t, cfg, cache)
+        t_err[grow] = re[grow]
         bounded.extend(ci, cj, cv)
         return ci, cj
 
@@ -466,7 +590,7 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
             widen(tree, u, v)
         stats["t_approx"] = clock() - t2
         t2 = clock()
-        near = bounded.near(u, v, re, ce, cfg.tol * max(1.0, float(np.abs(bounded.val).max())))
+        near = bounded.near(u, v, costs, cfg.tol * max(1.0, float(np.abs(bounded.val).max())))
         edges.add(costs, bounded.i[near], bounded.j[near])
         edges.add(costs, np.arange(n, dtype=np.int64), col4row)  # the approximate optimum
         bounded.exact |= near
@@ -493,11 +617,11 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
         tol = cfg.tol * max(1.0, float(np.abs(w).max()))
         # candidates outside E: certified if approximate cost - error bound - u_i - v_j >= -tol;
         # the near ones (a superset of those that are not) join E
-        fail = np.flatnonzero(bounded.near(u, v, re, ce, tol))
+        fail = np.flatnonzero(bounded.near(u, v, costs, tol))
         added = edges.add(costs, bounded.i[fail], bounded.j[fail])
         bounded.exact[fail] = True
         # every other pair: the row and column bounds, else the whole row
-        bad, order, width = _uncertified_rows(t, s, u, v, re, ce, tol, widths=True)
+        bad, order, width = _uncertified_rows(t, s, u, v, t_err, sre, sce, tol, widths=True)
         nviol = 0
         few = width <= cfg.prefix_max * m  # open columns few enough for a column subset
         if few.any():  # certified once no near pair is left outside E
@@ -507,6 +631,7 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
         if (~few).any():
             stats["rescreened_rows"] += int((~few).sum())
             nv, ci, cj, cv, vi, vj = _check_rows(costs, bad[~few], u, v, tol, kr, t, cfg, cache)
+            t_err[bad[~few]] = re[bad[~few]]
             nviol += nv
             bounded.extend(ci, cj, cv)
             added += edges.add(costs, vi, vj)
@@ -528,19 +653,20 @@ def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
     return Assignment(rows, cols, total, stats)
 
 
-def _uncertified_rows(t, s, u, v, row_err, col_err, tol, widths: bool = False):
+def _uncertified_rows(t, s, u, v, t_err, row_err, col_err, tol, widths: bool = False):
     """Rows holding a pair whose reduced cost is not proven >= -tol by the bounds.
 
-    A non-candidate pair has c_ij >= max(t_i, s_j) - row_err_i - col_err_j.  It is certified
-    if t_i - row_err_i - u_i >= v_j + col_err_j - tol  (row bound)  or
+    A non-candidate pair has c_ij >= t_i - t_err_i - col_err_j (the values behind t_i rank the
+    row) and c_ij >= s_j - row_err_i - col_err_j (the screen ranks the column).  It is
+    certified if t_i - t_err_i - u_i >= v_j + col_err_j - tol  (row bound)  or
     s_j - v_j - col_err_j >= u_i + row_err_i - tol  (column bound).  Row i fails iff
-    max{v_j + col_err_j : s_j - v_j - col_err_j < u_i + row_err_i - tol} > t_i - row_err_i - u_i + tol,
+    max{v_j + col_err_j : s_j - v_j - col_err_j < u_i + row_err_i - tol} > t_i - t_err_i - u_i + tol,
     found for all rows at once with a sort and a prefix maximum.  With ``widths``, also
     returns the columns by descending v_j + col_err_j and, per failing row, how many of them
     lead that order with v_j + col_err_j > t_i - row_err_i - u_i + tol: only those can hold
     its violators.
     """
-    a = t - row_err - u + tol
+    a = t - t_err - u + tol
     w = v + col_err
     b = s - v - col_err
     order = np.argsort(b, kind="stable")

@@ -363,17 +363,21 @@ def _sqnorms(a, out):
 
 
 @njit(cache=True, parallel=True)
-def _near_edges(val, i, j, u, v, row_err, col_err, tol, skip, out):
+def _near_edges(val, i, j, u, v, re, ce, sre, sce, coarse, tol, skip, out):
     for p in prange(val.shape[0]):
         r, c = i[p], j[p]
-        out[p] = (not skip[p]) and val[p] - u[r] - v[c] - 2.0 * (row_err[r] + col_err[c]) <= tol
+        err = sre[r] + sce[c] if coarse[p] else re[r] + ce[c]
+        out[p] = (not skip[p]) and val[p] - u[r] - v[c] - 2.0 * err <= tol
 
 
-def near_edges(val, i, j, u, v, row_err, col_err, tol: float, skip) -> np.ndarray:
-    """Mask of edges (not ``skip``) with val - u_i - v_j - 2 (row_err_i + col_err_j) <= tol."""
+def near_edges(val, i, j, u, v, row_err, col_err, coarse_row_err, coarse_col_err, coarse,
+               tol: float, skip) -> np.ndarray:
+    """Mask of edges (not ``skip``) with val - u_i - v_j - 2 err_ij <= tol, where err_ij is
+    coarse_row_err_i + coarse_col_err_j for ``coarse`` edges, else row_err_i + col_err_j."""
     out = np.empty(len(val), dtype=np.bool_)
     if len(val):
-        _near_edges(val, i, j, u, v, row_err, col_err, float(tol), skip, out)
+        _near_edges(val, i, j, u, v, row_err, col_err, coarse_row_err, coarse_col_err, coarse,
+                    float(tol), skip, out)
     return out
 
 

@@ -45,6 +45,10 @@ def add_arguments(p) -> None:
     p.add_argument("--candidates", type=int, default=128,
                    help="sparse solver: candidate columns screened per row (default 128; "
                         "fewer use less memory but can need more certificate rounds)")
+    p.add_argument("--screen", default="auto",
+                   help="sparse solver: precision of the screening GEMM; auto (default) is "
+                        "bfloat16 on CPUs with native bf16 (about 2.4x faster), else float32. "
+                        "The matching is exact either way (rigorous rounding bounds)")
 
 
 @dataclass
@@ -84,9 +88,10 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
         cost = pair_costs(src, dst, i, j, "folded")
     else:
         if method == "cosine":
-            costs = CosineCosts(src.w_dec, dst.w_dec)
+            costs = CosineCosts(src.w_dec, dst.w_dec, screen=cfg.screen)
         else:
-            costs = SqEuclidCosts(match_vectors(src, method), match_vectors(dst, method))
+            costs = SqEuclidCosts(match_vectors(src, method), match_vectors(dst, method),
+                                  screen=cfg.screen)
         res = solve(costs, solver, cfg)
         i, j, stats = res.rows, res.cols, res.stats
         cost = costs.exact(i, j)  # float64, the same formula as warehouse.saemath.pair_costs
@@ -100,7 +105,7 @@ def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: n
     from .assignment import CosineCosts, SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
-    costs = CosineCosts(e_src, e_dst)
+    costs = CosineCosts(e_src, e_dst, screen=cfg.screen)
     if method == "random":
         i, j = random_bijection(len(f_src), len(f_dst), seed, stream)
         stats = {"solver": "random"}
@@ -138,7 +143,7 @@ def run(args, ctx) -> str:
     from warehouse.progress import progress
     from warehouse.saes import load_sae
 
-    from .assignment import SolverConfig
+    from .assignment import SolverConfig, resolve_screen
     from .embed import pick_embedder
 
     lake, release = ctx.lake, args.release
@@ -147,7 +152,7 @@ def run(args, ctx) -> str:
         raise BadInput(f"--solver {args.solver!r}: expected one of {', '.join(SOLVERS)}")
     if args.candidates < 1:
         raise BadInput(f"--candidates {args.candidates}: must be at least 1")
-    cfg = SolverConfig(k=args.candidates)
+    cfg = SolverConfig(k=args.candidates, screen=resolve_screen(args.screen))
     pairs = adjacent_pairs(lake, release)
     embedder = pick_embedder(lake, release, args.embedder) if args.space == "text" else None
     cache: dict[int, object] = {}

@@ -9,6 +9,7 @@ from compute.assignment import CosineCosts, SolverConfig, SqEuclidCosts, random_
 from compute.match import match_pair
 from tests.factories import make_sae, put_sae
 from tests.factories_match import planted_next_layer, put_embeddings, twin_jumprelu
+from warehouse.errors import BadInput
 from warehouse.saemath import pair_cosines, pair_costs
 
 
@@ -187,6 +188,42 @@ def test_cosine_costs_of_raw_vectors_with_zero_rows():
         _check(solve(cc, "sparse", SolverConfig(k=2, chunk_rows=8)), cc.n, cc.m, cc.dense())
 
 
+@pytest.mark.parametrize("kind", ["sqeuclid", "cosine"])
+def test_bfloat16_screen_stays_within_its_bound_and_exact(kind):
+    """The bfloat16 screening pass is coarse (bound ~1% of the costs) but rigorous: the
+    certificate then does more work, and the optimum is still exactly scipy's."""
+    from compute.assignment import resolve_screen
+
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((300, 200)) * rng.random((300, 1)) * 3).astype(np.float32)
+    b = (a[rng.permutation(300)] + 0.1 * rng.standard_normal((300, 200))).astype(np.float32)
+    a[7] = 0
+    make = SqEuclidCosts if kind == "sqeuclid" else CosineCosts
+    costs = make(a, b, screen="bfloat16")
+    assert costs.screen == "bfloat16" and make(a, b, screen="float32").screen == "float32"
+    dense = costs.dense()
+    err = np.abs(costs.screen_block(0, 300).numpy() - dense)
+    bound = costs.screen_row_err[:, None] + costs.screen_col_err[None, :]
+    assert np.all(err <= bound) and err.max() > 10 * (costs.row_err.max() + costs.col_err.max())
+    for cc in (costs, costs.T):
+        _check(solve(cc, "sparse", SolverConfig(k=8, chunk_rows=64)), cc.n, cc.m, cc.dense())
+    assert resolve_screen("float32") == "float32"
+    assert resolve_screen("auto") in ("float32", "bfloat16")
+    with pytest.raises(BadInput, match="--screen"):
+        resolve_screen("int8")
+
+
+def test_cli_screens_agree(saew, lake):
+    _release(lake, widths=(40, 40, 30))
+    totals = []
+    for screen in ("float32", "bfloat16"):
+        code, _, err = saew("match", "--release", "r", "--solver", "sparse", "--screen", screen)
+        assert code == 0, err
+        totals.append(lake.query("SELECT sum(cost) s FROM matches WHERE method = 'folded'")
+                      .column("s")[0].as_py())
+    assert abs(totals[0] - totals[1]) <= 1e-9 * totals[0]
+
+
 def test_row_sqnorms_accumulate_in_float64():
     from compute.lap_sparse import row_sqnorms
 
@@ -311,6 +348,7 @@ def _nothing_written(lake) -> bool:
 @pytest.mark.parametrize("argv, needle", [
     (["--release", "r", "--method", "bogus"], "--method"),
     (["--release", "r", "--solver", "fast"], "--solver"),
+    (["--release", "r", "--screen", "float16"], "--screen"),
     (["--release", "r", "--space", "audio"], "--space"),
     (["--release", "r", "--space", "text", "--method", "folded"], "--method"),
     (["--release", "r", "--space", "text"], "embeddings"),
