@@ -60,6 +60,11 @@ class Assignment:
     stats: dict = field(default_factory=dict)
 
 
+def _gamma(d: int) -> float:
+    """gamma_d = d u / (1 - d u) for float32 (Higham, sec. 3.1)."""
+    return d * U32 / (1 - d * U32)
+
+
 def _cpu_has_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
@@ -111,7 +116,8 @@ class CostProvider:
 
     ``block(r0, r1)`` / ``rows(idx)``: approximate costs as a torch tensor (float32 or float64)
     with |approx_ij - exact_ij| <= row_err[i] + col_err[j];  ``screen_block(r0, r1)``: the
-    screening pass's costs, possibly coarser, within screen_row_err[i] + screen_col_err[j];
+    screening pass's costs as (block, per-row offset or None): block_ij + offset_i, possibly
+    coarser, within screen_row_err[i] + screen_col_err[j];
     ``exact(i, j)``: float64 costs of pairs; ``dense()``: the full float64 matrix; ``T``: the
     transposed problem.
     """
@@ -124,7 +130,7 @@ class CostProvider:
         return self.rows(np.arange(r0, r1))
 
     def screen_block(self, r0: int, r1: int):
-        return self.block(r0, r1)
+        return self.block(r0, r1), None
 
     @property
     def screen_row_err(self) -> np.ndarray:
@@ -216,23 +222,25 @@ class SqEuclidCosts(CostProvider):
         g = (a.shape[1] + 4) * U32 * 1.01 * self.scale
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
+        if self.scale != 1.0:
+            self.screen = "float32"  # the bf16 bound is stated for unit scale
         self._bf = None
-        self._set_screen_err(2.0 * self.scale)
+        self._set_screen_err()
 
-    def _set_screen_err(self, dot_factor: float) -> None:
-        """bfloat16 screening: c = |a|^2 + |b|^2 - 2 a.b with a.b from one bfloat16 GEMM
-        (inputs rounded to bf16, |a'_q - a_q| <= u|a_q|, u = 2^-8; products exact in float32;
-        float32 accumulation, gamma_d; output rounded to bf16) and the norms added in float32:
-        |c_bf - c| <= dot_factor * |a||b| * (3u + 2u^2 + 2 gamma_d + 8 u32) * 1.01, and
-        |a||b| <= (|a|^2 + |b|^2) / 2."""
+    def _set_screen_err(self) -> None:
+        """bfloat16 screening: one bf16 GEMM of [a, 1] by [-2b, |b|^2] gives |b|^2 - 2 a.b,
+        then |a|^2 is added in float64.  Inputs rounded to bf16 (|a'_q - a_q| <= u|a_q|,
+        u = 2^-8; times -2 is exact), products exact in float32, float32 accumulation
+        (gamma = gamma_{d+1}), the output rounded to bf16; with 2|a||b| <= |a|^2 + |b|^2:
+        |c_bf - c| <= (3u + 4u^2 + 2 gamma)(|a|^2 + |b|^2) + (2u + 2u^2 + 2 gamma)|b|^2,
+        times 1.02 for margin."""
         if self.screen != "bfloat16":
             return
-        d = self.a.shape[1]
-        ub = 2.0 ** -8
-        gam = d * U32 / (1 - d * U32)
-        g = dot_factor * 0.5 * (3 * ub + 2 * ub * ub + 2 * gam + 8 * U32) * 1.01
-        self._screen_row_err = g * self.na + 1e-30
-        self._screen_col_err = g * self.nb + 1e-30
+        ub, gam = 2.0 ** -8, _gamma(self.a.shape[1] + 1)
+        ga = (3 * ub + 4 * ub * ub + 2 * gam) * 1.02
+        gb = (2 * ub + 2 * ub * ub + 2 * gam) * 1.02
+        self._screen_row_err = ga * self.na + 1e-30
+        self._screen_col_err = (ga + gb) * self.nb + 1e-30
 
     @property
     def screen_row_err(self):
@@ -242,23 +250,23 @@ class SqEuclidCosts(CostProvider):
     def screen_col_err(self):
         return self._screen_col_err if self.screen == "bfloat16" else self.col_err
 
-    def _bf16_dot(self, r0, r1):
+    def _bf16_operands(self):
+        """[a, 1] and [-2b, |b|^2] in bfloat16 (made once)."""
         import torch
 
         if self._bf is None:
-            self._bf = (self.ta.to(torch.bfloat16), self.tb.to(torch.bfloat16))
-        return torch.mm(self._bf[0][r0:r1], self._bf[1].T)
+            one = torch.ones(self.n, 1)
+            self._bf = (torch.cat([self.ta, one], 1).to(torch.bfloat16),
+                        torch.cat([-2.0 * self.tb, self.tb_n[:, None]], 1).to(torch.bfloat16))
+        return self._bf
 
     def screen_block(self, r0, r1):
         if self.screen != "bfloat16":
-            return self.block(r0, r1)
+            return self.block(r0, r1), None
         import torch
 
-        out = torch.add(self.tb_n[None, :], self._bf16_dot(r0, r1), alpha=-2.0)
-        out += self.ta_n[r0:r1, None]
-        if self.scale != 1.0:
-            out *= self.scale
-        return out
+        a, b = self._bf16_operands()
+        return torch.mm(a[r0:r1], b.T), self.na[r0:r1]
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -327,14 +335,35 @@ class CosineCosts(SqEuclidCosts):
         g = (ua.shape[1] + 8) * U32 * 1.01 * 0.5
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
-        self._set_screen_err(1.0 + 4 * U32)  # the unit vectors' own rounding: 2 u32 each
+
+    def _set_screen_err(self) -> None:
+        """bfloat16 screening: one bf16 GEMM of [a^, 1] by [-b^, 1] gives 1 - a^.b^ directly
+        (exactly 1 if a vector is zero).  Inputs rounded to bf16, float32 accumulation over
+        d + 1 terms of size <= |a^||b^| and 1, the output (<= 2 + ...) rounded to bf16, and
+        the unit vectors' own float32 rounding: for nonzero unit vectors
+        |c_bf - c| <= (4u + 2u^2 + 3 gamma + 8 u32) * 1.02 * (|a^|^2 + |b^|^2) / 2."""
+        if self.screen != "bfloat16":
+            return
+        ub, gam = 2.0 ** -8, _gamma(self.a.shape[1] + 1)
+        g = 0.5 * (4 * ub + 2 * ub * ub + 3 * gam + 8 * U32) * 1.02
+        self._screen_row_err = g * self.na + 1e-30
+        self._screen_col_err = g * self.nb + 1e-30
+
+    def _bf16_operands(self):
+        import torch
+
+        if self._bf is None:
+            self._bf = (torch.cat([self.ta, torch.ones(self.n, 1)], 1).to(torch.bfloat16),
+                        torch.cat([-self.tb, torch.ones(self.m, 1)], 1).to(torch.bfloat16))
+        return self._bf
 
     def screen_block(self, r0, r1):
         if self.screen != "bfloat16":
-            return self.block(r0, r1)
+            return self.block(r0, r1), None
         import torch
 
-        return torch.add(torch.ones(1, dtype=torch.float32), self._bf16_dot(r0, r1), alpha=-1.0)
+        a, b = self._bf16_operands()
+        return torch.mm(a[r0:r1], b.T), None
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -420,15 +449,19 @@ def _screen(costs: CostProvider, k: int, chunk: int):
     t = np.empty(n, dtype=np.float64)
     s = None
     for r0 in range(0, n, chunk):
-        blk = costs.screen_block(r0, min(n, r0 + chunk))
+        blk, off = costs.screen_block(r0, min(n, r0 + chunk))
         vals, idx = blk.topk(k, dim=1, largest=False, sorted=False)
-        cand[r0:r0 + len(idx)] = idx.numpy()
-        val[r0:r0 + len(idx)] = vals.numpy()
-        t[r0:r0 + len(idx)] = vals.amax(dim=1).double().numpy()
-        cm = blk.amin(dim=0)
+        r1 = r0 + len(idx)
+        cand[r0:r1] = idx.numpy()
+        val[r0:r1] = vals.double().numpy()
+        cm = blk.amin(dim=0).double()
+        if off is not None:  # per-row offsets: exact for the row's values, a bound on columns
+            val[r0:r1] += off[:, None]
+            cm += float(off.min())
+        t[r0:r1] = val[r0:r1].max(axis=1)
         s = cm if s is None else torch.minimum(s, cm)
         del blk
-    return cand, val, t, s.double().numpy()
+    return cand, val, t, s.numpy()
 
 
 def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray, chunk: int):
