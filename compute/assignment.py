@@ -19,9 +19,11 @@ most once, minimising sum c_ij.  Two solvers return the same optimum:
   small GEMM); pairs that violate join the exact edges and the problem is re-solved, until
   no violation is left.  The result is never a silently sub-optimal or partial matching.
 
-Floating point: screening GEMMs run in float32; every such value carries a rigorous error
-bound |c32_ij - c_ij| <= row_err_i + col_err_j (``CostProvider``), which the certificate
-subtracts; candidate edges, duals and totals are float64.
+Floating point: the screening GEMM runs in float32, or in bfloat16 (``resolve_screen``: on CPUs
+with native bf16 dot products, about 2.4x faster); every value it gives, and every float32
+recomputation, carries a rigorous error bound (``CostProvider``: row_err_i + col_err_j, and
+the coarser screen_row_err_i + screen_col_err_j), which the certificate subtracts; candidate
+edges, duals and totals are float64.  The coarser screen only means more certificate work.
 
 ``auto`` uses ``exact`` when n*m <= ``SolverConfig.dense_limit`` and ``sparse`` otherwise.
 """
@@ -199,6 +201,8 @@ class SqEuclidCosts(CostProvider):
     and Stability of Numerical Algorithms, sec. 3.1): |fl(a.b) - a.b| <= gamma_d |a| |b| with
     gamma_d = d u / (1 - d u), and 2|a||b| <= |a|^2 + |b|^2, so with the additions
     |c32_ij - c_ij| <= (d + 4) u' (|a_i|^2 + |b_j|^2) * scale (u' = 1.01 u, margin for gamma_d).
+    ``screen``: precision of ``screen_block`` (``resolve_screen``; bfloat16 bound in
+    ``_set_screen_err``).
     """
 
     def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0,
