@@ -748,7 +748,7 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
     all rank the same tied columns first could not be matched among the candidates).
 
     Pairs not provably >= -tol from the approximate block (error bounds subtracted) are checked
-    in float64; of the violators, each row keeps its ``grow`` x kr_i most negative.
+    in float64 (``_violations``); of the violators, each row keeps its kr_i most negative.
     Returns (number of violations, candidate rows, cols, approximate costs, violator rows,
     cols).  ``kr`` and ``t`` are updated in place.
     """
@@ -779,7 +779,7 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
                 bi, bj = bi[o], bj[o]
                 first = np.searchsorted(bi, bi, side="left")
                 rank = np.arange(len(bi)) - first
-                sel = rank < np.minimum(kr[bi] * cfg.grow, m)
+                sel = rank < kr[bi]
                 bad_i.append(bi[sel])
                 bad_j.append(bj[sel])
         kr[rr] = newk
@@ -790,8 +790,10 @@ def _check_rows(costs: CostProvider, rows_: np.ndarray, u, v, tol, kr, t, cfg: S
 
 def _violations(costs: CostProvider, blk, rr: np.ndarray, cols: np.ndarray | None, u, v, tol):
     """Pairs of an approximate block (rows ``rr`` x ``cols``, all columns if None) whose exact
-    reduced cost c_ij - u_i - v_j is < -tol: those below even with the error bound, plus those
-    within it that float64 costs confirm.  Returns (rows, cols, approximate reduced costs)."""
+    reduced cost c_ij - u_i - v_j is < -tol: those below even with the error bound, plus, in
+    rows without such a sure violation, those within it that float64 costs confirm (a row with
+    a sure one is not certified anyway, and is checked again after the next solve).
+    Returns (rows, cols, approximate reduced costs)."""
     import torch
 
     red = blk.double()
@@ -807,7 +809,7 @@ def _violations(costs: CostProvider, blk, rr: np.ndarray, cols: np.ndarray | Non
     j = fj.numpy() if cols is None else cols[fj.numpy()]
     margin = 2.0 * (costs.row_err[i] + costs.col_err[j])
     viol = rv + margin < thr.numpy()[fi.numpy()]  # a violation even at the error bound
-    unsure = np.flatnonzero(~viol)
+    unsure = np.flatnonzero(~viol & ~np.isin(i, i[viol]))
     if len(unsure):
         rc = costs.exact(i[unsure], j[unsure]) - u[i[unsure]] - v[j[unsure]]
         viol[unsure[rc < -tol]] = True
