@@ -847,5 +847,4 @@ def _check_prefix(costs: CostProvider, rows_: np.ndarray, order: np.ndarray, wid
 def _sparse_sap(indptr, indices, cost, m, start="cold", v0=None, col4row0=None):
     from .lap_sparse import sparse_sap
 
-    return sparse_sap(indptr, indices.astype(np.int64), cost.astype(np.float64), m,
-                      start, v0, col4row0)
+    return sparse_sap(indptr, indices, cost, m, start, v0, col4row0)  # casts without copies
