@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="compare with scipy's dense solver")
     args = ap.parse_args()
 
-    from compute.assignment import SolverConfig, SqEuclidCosts, solve
+    from compute.assignment import SolverConfig, SqEuclidCosts, resolve_screen, solve
     from compute.match import match_pair
     from warehouse.saemath import match_vectors
 
@@ -98,8 +98,6 @@ def main() -> None:
     print(f"shape: {args.features} x {args.features} features, d_in {args.d_in} "
           f"(folded vectors of width {a.shape[1]})")
     print(f"one GEMM pass (full distance matrix): {t_gemm:.2f} s")
-    from compute.assignment import resolve_screen
-
     print(f"match pair ({args.solver}, {resolve_screen(args.screen)} screen): {t_pair:.2f} s  ->  ratio {t_pair / t_gemm:.2f} x GEMM")
     print(f"solver stats: {res.stats}")
     print(f"peak memory (ru_maxrss): {rss:.2f} GB (inputs loaded: {rss0:.2f} GB)")

@@ -211,8 +211,8 @@ class SqEuclidCosts(CostProvider):
 
         from .lap_sparse import row_sqnorms
 
-        self.screen = resolve_screen(screen)
-
+        # the bf16 bound is stated for unit scale
+        self.screen = resolve_screen(screen) if scale == 1.0 else resolve_screen("float32")
         a = np.ascontiguousarray(a, dtype=np.float32)
         b = np.ascontiguousarray(b, dtype=np.float32)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -226,8 +226,6 @@ class SqEuclidCosts(CostProvider):
         g = (a.shape[1] + 4) * U32 * 1.01 * self.scale
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
-        if self.scale != 1.0:
-            self.screen = "float32"  # the bf16 bound is stated for unit scale
         self._bf = None
         self._set_screen_err()
 
@@ -270,7 +268,10 @@ class SqEuclidCosts(CostProvider):
         import torch
 
         a, b = self._bf16_operands()
-        return torch.mm(a[r0:r1], b.T), self.na[r0:r1]
+        return torch.mm(a[r0:r1], b.T), self._screen_offset(r0, r1)
+
+    def _screen_offset(self, r0, r1):
+        return self.na[r0:r1]  # |a|^2, left out of the bf16 GEMM
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -361,13 +362,8 @@ class CosineCosts(SqEuclidCosts):
                         torch.cat([-self.tb, torch.ones(self.m, 1)], 1).to(torch.bfloat16))
         return self._bf
 
-    def screen_block(self, r0, r1):
-        if self.screen != "bfloat16":
-            return self.block(r0, r1), None
-        import torch
-
-        a, b = self._bf16_operands()
-        return torch.mm(a[r0:r1], b.T), None
+    def _screen_offset(self, r0, r1):
+        return None
 
     def _costs(self, ta, na, tb=None, nb=None):
         import torch
@@ -491,8 +487,9 @@ def _screen_columns(costs: CostProvider, cols: np.ndarray, k: int, s: np.ndarray
 
 
 class _Candidates:
-    """Screened edges with approximate costs: |val - c_ij| <= row_err_i + col_err_j.
-    ``exact`` marks those already in the exact edge set."""
+    """Screened edges with approximate costs: |val - c_ij| <= screen_row_err_i +
+    screen_col_err_j for ``coarse`` ones (from the screening pass), row_err_i + col_err_j for
+    the rest (float32 recomputations).  ``exact`` marks those already in the exact edge set."""
 
     def __init__(self, n: int, m: int, cand: np.ndarray, val: np.ndarray):
         self.n, self.m = n, m
@@ -565,7 +562,8 @@ class _Edges:
 def _solve_sparse(costs: CostProvider, cfg: SolverConfig) -> Assignment:
     """Screen, solve on approximate candidate costs, then certify an exact solve.
 
-    1. ``_screen``: per row its k cheapest columns by the approximate (float32) costs.
+    1. ``_screen``: per row its k cheapest columns by the screening pass's costs (float32 or
+       bfloat16, ``CostProvider.screen_block``).
     2. Solve the assignment on those candidates with their approximate costs (Jonker-Volgenant
        start when square); if they hold no full matching, widen the stuck rows and repeat.
     3. Exact edge set E: the candidates whose approximate reduced cost is within twice their
@@ -700,7 +698,7 @@ def _uncertified_rows(t, s, u, v, t_err, row_err, col_err, tol, widths: bool = F
     max{v_j + col_err_j : s_j - v_j - col_err_j < u_i + row_err_i - tol} > t_i - t_err_i - u_i + tol,
     found for all rows at once with a sort and a prefix maximum.  With ``widths``, also
     returns the columns by descending v_j + col_err_j and, per failing row, how many of them
-    lead that order with v_j + col_err_j > t_i - row_err_i - u_i + tol: only those can hold
+    lead that order with v_j + col_err_j > t_i - t_err_i - u_i + tol: only those can hold
     its violators.
     """
     a = t - t_err - u + tol
