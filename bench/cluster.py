@@ -8,7 +8,7 @@ uniformly random (like SAE decoder rows: many loose groups plus unstructured fea
 Reported, all in this one process:
 - cold: a first ``cluster_vectors`` call on 500 points plus a small NN-descent (numba
   compilation, paid once per process);
-- ours: ``compute.cluster.cluster_layer`` with the default ClusterConfig (UMAP 15-D, HDBSCAN,
+- ours: ``saew.compute.clustering.step.cluster_layer`` with the default ClusterConfig (UMAP 15-D, HDBSCAN,
   noise refinement, 2-D plot layout, seeded) on the full layer, warm;
 - baseline: a plain ``umap.UMAP(15-D, cosine, seeded).fit_transform`` + ``hdbscan.HDBSCAN``
   on the same data (no refinement, no 2-D layout), warm;
@@ -52,8 +52,8 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
-    from compute.cluster import ClusterConfig, cluster_layer, cluster_vectors
-    from compute.transport import buckets, cost_matrix, solve
+    from saew.compute.clustering.step import ClusterConfig, cluster_layer, cluster_vectors
+    from saew.compute.clustering.transport import buckets, cost_matrix, solve
 
     x = data(a.n, a.d, 0)
     cfg = ClusterConfig()

@@ -61,8 +61,8 @@ def synth(tokens: int, k: int, d: int, dist: str, seed: int) -> tuple[np.ndarray
 
 def build_home(home: Path, tokens: int, k: int, d: int, dist: str, layers: int, release: str) -> None:
     from tests.factories import make_sae, put_sae
-    from warehouse import catalog
-    from warehouse.lake import Lake
+    from saew.storage import catalog
+    from saew.storage.lake import Lake
 
     lake = Lake(home)
     for layer in range(layers):
@@ -94,7 +94,7 @@ def child(code: list[str]) -> tuple[float, float, str, float]:
 BASELINE = r"""
 import sys, time, json, resource
 import numpy as np, scipy.sparse as sp
-from warehouse.lake import Lake
+from saew.storage.lake import Lake
 home, release = sys.argv[1], sys.argv[2]
 t = Lake(home).query("SELECT token_id, feature FROM activations WHERE release = ? AND layer = 0 AND value > 0", [release])
 tok = t.column("token_id").to_numpy(); feat = t.column("feature").to_numpy()
@@ -122,7 +122,7 @@ def main() -> None:
         home = Path(tmp) / "home"
         build_home(home, 500, 4, 64, a.dist, 2, "warm")
         for step in ("coactivation", "correlate"):
-            child([py, "-m", "warehouse.cli", step, "--release", "warm", "--home", str(home)])
+            child([py, "-m", "saew", step, "--release", "warm", "--home", str(home)])
         t0 = time.perf_counter()
         build_home(home, a.tokens, a.k, a.d_sae, a.dist, 2 if a.correlate else 1, "bench")
         print(f"setup: {time.perf_counter() - t0:.1f}s ({a.tokens} tokens x {a.k} active x "
@@ -133,12 +133,12 @@ def main() -> None:
             info = json.loads(out)
             res["scipy A^T A + triu"] = {"seconds": info["seconds"], "peak_gb": peak,
                                          "pairs": info["pairs"], "cpu": info["cpu"]}
-        cmd = [py, "-m", "warehouse.cli", "coactivation", "--release", "bench", "--layer", "0",
+        cmd = [py, "-m", "saew", "coactivation", "--release", "bench", "--layer", "0",
                "--home", str(home)]
         wall, peak, out, cpu = child(cmd)
         res["saew coactivation (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
         if a.correlate:
-            wall, peak, out, cpu = child([py, "-m", "warehouse.cli", "correlate", "--release", "bench",
+            wall, peak, out, cpu = child([py, "-m", "saew", "correlate", "--release", "bench",
                                           "--home", str(home)])
             res["saew correlate (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
         base = res.get("scipy A^T A + triu", {})

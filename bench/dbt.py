@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from warehouse import catalog  # noqa: E402
-from warehouse.lake import Lake, float_lists  # noqa: E402
+from saew.storage import catalog  # noqa: E402
+from saew.storage.lake import Lake, float_lists  # noqa: E402
 
 RELEASE = "gpt2-v5-32k"
 MATCH_LINKS = [("decoder", m) for m in ("folded", "folded-decoder", "unfolded", "cosine", "random")] + \
@@ -180,7 +180,7 @@ def main() -> None:
     con.close()
 
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "warehouse.cli", "build", "--home", str(home), "--quiet"],
+    r = subprocess.run([sys.executable, "-m", "saew", "build", "--home", str(home), "--quiet"],
                        cwd=ROOT, capture_output=True, text=True)
     build = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -38,8 +38,8 @@ def bare_forward(model_name: str, tokens: int) -> tuple[float, float]:
     """(model load seconds, seconds of one bare forward pass over ``tokens`` corpus tokens)."""
     import torch
 
-    from compute.corpus import load_corpus
-    from compute.models import load_model
+    from saew.compute.corpus import load_corpus
+    from saew.compute.lm import load_model
 
     t0 = time.perf_counter()
     model = load_model(model_name)
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--minilm-tokens", type=int, default=20000)
     ap.add_argument("--smollm2-tokens", type=int, default=None, help="default: the demo's own")
     a = ap.parse_args()
-    from warehouse.demo import DEFAULT_TOKENS
+    from saew.cli.demo import DEFAULT_TOKENS
 
     todo = [("minilm", a.minilm_tokens), ("smollm2", a.smollm2_tokens)]
     ok = True

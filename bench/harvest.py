@@ -29,10 +29,10 @@ def main() -> None:
 
     import torch
 
-    from compute.corpus import load_corpus
-    from compute.models import load_model
+    from saew.compute.corpus import load_corpus
+    from saew.compute.lm import load_model
     from tests.factories import make_sae, put_sae, run_saew
-    from warehouse.lake import Lake
+    from saew.storage.lake import Lake
 
     model = load_model("minilm")
     docs = load_corpus("builtin")

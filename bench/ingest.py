@@ -4,7 +4,7 @@ Baseline, measured in the same run: a plain pyarrow write of the same arrays (th
 table's columns, each decoder row / encoder column a list<float32>, zstd, as the lake stores
 them) to one Parquet file. Each side runs in its own child process, which reports its own
 wall time and peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so neither pays the
-other's memory. The ingest is timed inside its process around ``warehouse.cli.main`` (parse,
+other's memory. The ingest is timed inside its process around ``saew.cli.main.main`` (parse,
 sha256, validation, staging, commit, runs row and catalog refresh), import time excluded.
 
     .venv/bin/python bench/ingest.py [--d-sae 32768] [--d-in 768] [--format saelens|openai]
@@ -38,7 +38,7 @@ def child_baseline(src: Path, fmt: str, out: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from warehouse.lake import float_lists
+    from saew.storage.lake import float_lists
 
     if fmt == "saelens":
         from safetensors.numpy import load_file
@@ -63,7 +63,7 @@ def child_ingest(src: Path, fmt: str, home: Path) -> dict:
     import contextlib
     import io
 
-    from warehouse.cli import main  # imports every step module before timing
+    from saew.cli.main import main  # imports every step module before timing
     if fmt == "openai":
         import torch  # noqa: F401  (import time is not ingest time)
     t0 = time.perf_counter()
@@ -97,7 +97,7 @@ def make_sae(folder: Path, d_sae: int, d_in: int, fmt: str) -> Path:
         return folder
     import torch
     from tests.formats import openai_state_dict
-    from warehouse.saes import SAEParams
+    from saew.sae.params import SAEParams
     f = folder / "6.pt"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(openai_state_dict(SAEParams(w_enc=w_enc, b_enc=b_enc, w_dec=w_dec, b_dec=b_dec,

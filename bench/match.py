@@ -6,7 +6,7 @@
 Synthetic but structured weights (no downloads): decoder rows drawn around 1,024 cluster
 centres (so every feature has close competitors), layer l+1 = a random permutation of 75% of
 layer l's features, perturbed, plus 25% new ones; encoders = decoder directions + noise.
-Reports the time of one pair (``compute.match.match_pair``: folding, screening GEMMs, exact
+Reports the time of one pair (``saew.compute.matching.step.match_pair``: folding, screening GEMMs, exact
 certified assignment, float64 costs and cosines) as a RATIO to one GEMM pass computing the
 full folded distance matrix of the same parameters in the same run (chunked float32 addmm,
 what any float32 method that looks at every pair pays; a bfloat16 screen, with its rounding
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse.saes import SAEParams  # noqa: E402
+from saew.sae.params import SAEParams  # noqa: E402
 
 
 def synthetic_pair(f: int, d: int, seed: int = 0, keep: float = 0.75, n_centres: int = 1024,
@@ -81,9 +81,9 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="compare with scipy's dense solver")
     args = ap.parse_args()
 
-    from compute.assignment import SolverConfig, SqEuclidCosts, resolve_screen, solve
-    from compute.match import match_pair
-    from warehouse.saemath import match_vectors
+    from saew.compute.matching.assignment import SolverConfig, SqEuclidCosts, resolve_screen, solve
+    from saew.compute.matching.step import match_pair
+    from saew.sae.costs import match_vectors
 
     src, dst = synthetic_pair(args.features, args.d_in)
     a, b = match_vectors(src, "folded"), match_vectors(dst, "folded")

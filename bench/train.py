@@ -47,9 +47,9 @@ def main() -> None:
 
     import torch
 
-    from compute.corpus import load_corpus
-    from compute.models import load_model, residuals
-    from compute.train import _SAE, EXPANSION, TrainConfig, _topk_step, parse_layers, train_sae
+    from saew.compute.corpus import load_corpus
+    from saew.compute.lm import load_model, residuals
+    from saew.compute.training.step import _SAE, EXPANSION, TrainConfig, _topk_step, parse_layers, train_sae
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()

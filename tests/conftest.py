@@ -34,6 +34,6 @@ def saew(home: Path):
 
 @pytest.fixture
 def lake(home: Path):
-    from warehouse.lake import Lake
+    from saew.storage.lake import Lake
 
     return Lake(home)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.saes import SAEParams
+from saew.sae.params import SAEParams
 
 
 def run_saew(home: Path, *args: str | os.PathLike) -> tuple[int, str, str]:
     """Run ``saew ARGS --home HOME`` in-process; return (exit code, stdout, stderr)."""
-    from warehouse.cli import main
+    from saew.cli.main import main
 
     argv = [str(a) for a in args]
     if "--home" not in argv and argv and argv[0] not in {"--help", "--version"}:
@@ -50,8 +50,8 @@ def make_sae(d_in: int = 16, d_sae: int = 32, architecture: str = "relu", seed: 
 
 def put_sae(lake, release: str, layer: int, p: SAEParams, run_id: str = "test") -> None:
     """Write an SAE straight into a lake (what `ingest sae` ends with), and refresh the catalog."""
-    from warehouse import catalog
-    from warehouse.saes import write_sae
+    from saew.storage import catalog
+    from saew.storage.saes import write_sae
 
     with lake.transaction():
         write_sae(lake, release, layer, p, source_format="test", source_path="<factory>",

@@ -16,7 +16,7 @@ def planted(n_clusters: int, per: int, dim: int, seed: int = 0, spread: float = 
 
 
 def _commit(lake, fn) -> None:
-    from warehouse import catalog
+    from saew.storage import catalog
 
     with lake.transaction():
         fn()

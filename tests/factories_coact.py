@@ -15,7 +15,7 @@ def put_activations(lake, release: str, layer: int, m: np.ndarray, n_tokens: int
     ``activation_sets``; pass -1 to write no activation_sets row. An SAE of width
     ``d_sae`` (default: the columns) is put first unless ``with_sae`` is False.
     """
-    from warehouse import catalog
+    from saew.storage import catalog
 
     m = np.asarray(m, np.float32)
     if with_sae:

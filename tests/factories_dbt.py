@@ -105,7 +105,7 @@ class SmallWarehouse:
 
 def write_small_warehouse(lake) -> SmallWarehouse:
     """Write the small warehouse into ``lake`` and refresh its catalog; return its raw arrays."""
-    from warehouse import catalog
+    from saew.storage import catalog
     from tests.factories import make_sae, put_sae
 
     w = SmallWarehouse(activations={layer: _activations(layer) for layer in (0, 1)})
@@ -174,7 +174,7 @@ def built_small_warehouse() -> tuple:
     from pathlib import Path
 
     from tests.factories import run_saew
-    from warehouse.lake import Lake
+    from saew.storage.lake import Lake
 
     if "small" not in _BUILT:
         import atexit

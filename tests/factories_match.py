@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from warehouse.saes import SAEParams
+from saew.sae.params import SAEParams
 
 
 def twin_jumprelu(d_in: int = 16, n_twins: int = 16, seed: int = 0) -> SAEParams:
@@ -50,7 +50,7 @@ def put_codes(lake, release: str, layer: int, codes, n_tokens: int | None = None
     (non-zero entries) plus its ``activation_sets`` row."""
     import scipy.sparse as sp
 
-    from warehouse import catalog
+    from saew.storage import catalog
 
     m = sp.coo_matrix(codes)
     with lake.transaction():
@@ -63,7 +63,7 @@ def put_codes(lake, release: str, layer: int, codes, n_tokens: int | None = None
 
 def put_embeddings(lake, release: str, layer: int, features: np.ndarray, vectors: np.ndarray,
                    embedder: str = "test-embedder") -> None:
-    from warehouse import catalog
+    from saew.storage import catalog
 
     with lake.transaction():
         lake.write("embeddings", {"feature": np.asarray(features, np.int32),

@@ -9,8 +9,8 @@ import numpy as np
 import ot
 
 from tests.factories import make_sae, put_sae, run_saew
-from warehouse import catalog
-from warehouse.lake import Lake
+from saew.storage import catalog
+from saew.storage.lake import Lake
 
 NASTY = "<script>alert('x')</script> & \"quotes\""
 

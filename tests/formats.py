@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.saes import SAEParams
+from saew.sae.params import SAEParams
 
 _SAELENS_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "gated": "gated"}
 

@@ -360,7 +360,7 @@ def test_one_staging_model_per_source():
     and a documented entry in _staging__models.yml (no build needed: it reads the files)."""
     import re
 
-    from warehouse.schemas import TABLES
+    from saew.storage.schemas import TABLES
 
     docs = {m["name"]: [c["name"] for c in m["columns"]] for m in
             yaml.safe_load((PROJECT / "models/staging/_staging__models.yml").read_text())["models"]}

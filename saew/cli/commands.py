@@ -1,0 +1,133 @@
+"""The command table: which module serves which ``saew`` words, its parser and its runner.
+
+Every step module defines ``add_arguments(parser)`` and ``run(args, ctx) -> str | None``
+(the text to print on success) and imports its heavy dependencies lazily, so ``saew --help``
+stays fast. A writing step runs under the writer lock inside one lake transaction; on
+success a ``runs`` row is written with it and the catalog views are refreshed. ``BadInput``
+anywhere leaves the lake untouched and exits 2 with one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from saew.storage import catalog
+from saew.storage.context import Context
+from saew.storage.lake import Lake, check_release
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Command:
+    words: tuple[str, ...]   # e.g. ("ingest", "sae")
+    module: str              # defines add_arguments[_<word>](p) and run[_<word>](args, ctx)
+    help: str
+    writes: bool             # runs under the writer lock, in one lake transaction, with a runs row
+
+
+# the steps (``saew demo`` is added by saew.cli.main, since it runs these)
+STEPS: list[Command] = [Command(*c) for c in [
+    (("ingest", "sae"), "saew.ingest.sae", "ingest SAE weights (SAELens, OpenAI v5, Gemma Scope, dictionary_learning)", True),
+    (("ingest", "descriptions"), "saew.ingest.descriptions", "ingest Neuronpedia descriptions (.json, .jsonl, .jsonl.gz)", True),
+    (("ingest", "clusters"), "saew.ingest.results", "ingest cluster labels (.npy, .csv, .parquet)", True),
+    (("ingest", "matches"), "saew.ingest.results", "ingest a permutation between two layers", True),
+    (("ingest", "transport"), "saew.ingest.results", "ingest an optimal-transport plan between clusters", True),
+    (("ingest", "activations"), "saew.ingest.results", "ingest SAE activations (scipy sparse .npz or .parquet)", True),
+    (("harvest",), "saew.compute.activations.harvest", "run a model over a corpus and record SAE activations", True),
+    (("train",), "saew.compute.training.step", "train one SAE per layer on harvested residuals", True),
+    (("describe",), "saew.compute.text.describe", "top-activating-token descriptions for undescribed features", True),
+    (("embed",), "saew.compute.text.embed", "sentence embeddings of descriptions", True),
+    (("match",), "saew.compute.matching.step", "SAE Match between adjacent layers (exact assignment)", True),
+    (("cluster",), "saew.compute.clustering.step", "UMAP + HDBSCAN clusters per layer", True),
+    (("transport",), "saew.compute.clustering.transport", "optimal transport between clusters of adjacent layers", True),
+    (("coactivation",), "saew.compute.activations.coactivation", "co-activation counts per layer", True),
+    (("correlate",), "saew.compute.activations.correlate", "activation correlations between adjacent layers", True),
+    (("communities",), "saew.compute.activations.communities", "communities of co-activation and correlation graphs", True),
+    (("evaluate",), "saew.compute.matching.evaluate", "hidden-state reconstruction through matches", True),
+    (("build",), "saew.sql.build", "dbt build (models and data tests) on the catalog", True),
+    (("query",), "saew.sql.query", "run SQL (or a .sql file) on the catalog", False),
+    (("export",), "saew.sql.query", "write the marts as Parquet for notebooks and BI tools", False),
+    (("plot",), "saew.report.report", "PNG plots of a release", True),
+    (("report",), "saew.report.report", "one static HTML report of a release", True),
+    (("status",), "saew.sql.status", "releases, layers, tables and row counts", False),
+]]
+
+
+HOME_HELP = "warehouse directory (default: $SAEW_HOME, else ./saew-home)"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a --home after the command words overrides one before them, and neither
+    # resets the other (``saew --home DIR status`` and ``saew status --home DIR`` are the same)
+    p.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
+    p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
+
+
+def build_parser(commands: list[Command] = STEPS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saew",
+        description="SAE Evolution Warehouse: ingest SAEs, compute matches, clusters, transport and "
+                    "activation statistics into a Parquet lake with a DuckDB catalog, and derive "
+                    "evolution metrics with dbt.")
+    parser.add_argument("--version", action="version", version=f"saew {VERSION}")
+    parser.add_argument("--home", default=None, help=HOME_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for c in commands:
+        words, module, help_ = c.words, c.module, c.help
+        if len(words) == 2:
+            if words[0] not in groups:
+                gp = sub.add_parser(words[0], help=f"{words[0]} data produced elsewhere",
+                                    description=f"saew {words[0]} KIND ...")
+                gp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
+                groups[words[0]] = gp.add_subparsers(dest="kind", metavar="KIND", required=True)
+            p = groups[words[0]].add_parser(words[1], help=help_, description=help_)
+        else:
+            p = sub.add_parser(words[0], help=help_, description=help_)
+        _common(p)
+        mod = importlib.import_module(module)
+        adder = getattr(mod, f"add_arguments_{words[-1]}", None) or getattr(mod, "add_arguments")
+        adder(p)
+        p.set_defaults(_words=words, _module=module)
+    return parser
+
+
+def _jsonable(v):
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return str(v)
+
+
+def execute(words: tuple[str, ...], args: argparse.Namespace,
+            commands: list[Command] = STEPS) -> str | None:
+    """Run one step; writing steps are locked, transactional and recorded in ``runs``."""
+    module = args._module
+    writes = next(c.writes for c in commands if c.words == tuple(words))
+    mod = importlib.import_module(module)
+    runner = getattr(mod, f"run_{words[-1]}", None) or getattr(mod, "run")
+    for opt in ("release", "other_release"):
+        if getattr(args, opt, None) is not None:
+            check_release(getattr(args, opt))
+    lake = Lake(args.home)
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    ctx = Context(lake=lake, run_id=run_id, seed=args.seed)
+    if not writes:
+        return runner(args, ctx)
+    params = {k: _jsonable(v) for k, v in vars(args).items() if not k.startswith("_")}
+    with lake.write_lock():
+        started = datetime.now(timezone.utc).replace(tzinfo=None)
+        with lake.transaction(run_id):
+            out = runner(args, ctx)
+            lake.write("runs", {
+                "command": [" ".join(words)], "params": [json.dumps(params, sort_keys=True)],
+                "started_at": [started], "finished_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
+                "status": ["ok"], "version": [VERSION]}, run_id=run_id)
+        catalog.refresh(lake)
+    return out

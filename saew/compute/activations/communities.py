@@ -1,0 +1,218 @@
+"""``saew communities``: co-activation graphs, their statistics, and feature communities.
+
+    saew communities --release R [--other-release R2] [--graph all|coactivation|correlation]
+                     [--algorithm leiden|louvain] [--npmi-threshold 0] [--min-count 1]
+                     [--pearson-threshold 0] [--seed N]
+
+Co-activation graph (per layer; needs ``saew coactivation``): nodes are the live features
+(n_f > 0), edges the pairs with NPMI > --npmi-threshold and n_ab >= --min-count, weighted by
+NPMI (definitions in ``compute/graphs.py``). Writes, per layer,
+``graph_nodes`` (n_active, degree, strength), ``graph_degrees`` (the degree distribution next
+to a seeded random G(n, m) with the same nodes and edge count), and with --other-release,
+``graph_divergence``: the Jensen-Shannon divergence (bits) between the two releases' degree
+distributions at every layer both have, and the divergence of this release's distribution
+from its random graph's as the baseline (seed 001 reports 0.15 vs ~0.73).
+
+Communities (Leiden by default, seeded with --seed) of every layer's co-activation graph and
+of the cross-layer correlation graph (needs ``saew correlate``; nodes (layer, feature), edges
+the stored ``correlations`` with pearson > --pearson-threshold, weighted by pearson) go to
+``communities`` (partition (release, graph)); ``modularity`` is that graph's weighted Newman
+modularity, repeated on each of its rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from saew.errors import BadInput
+from saew.progress import progress
+from saew.storage.saes import d_sae as sae_width
+from saew.storage.saes import require_release
+
+from saew.compute.activations import graphs
+from saew.compute.activations.coactivation import n_tokens
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--release", required=True, help="release whose graphs to analyse")
+    p.add_argument("--other-release", default=None,
+                   help="compare degree distributions with this release, layer by layer "
+                        "(e.g. the same SAEs trained with another seed)")
+    p.add_argument("--graph", choices=["all", "coactivation", "correlation"], default="all",
+                   help="which graphs (default all that have data)")
+    p.add_argument("--algorithm", choices=["leiden", "louvain"], default="leiden",
+                   help="community detection (modularity; default leiden)")
+    p.add_argument("--npmi-threshold", type=float, default=0.0,
+                   help="co-activation edges need NPMI above this, in [0, 1) (default 0)")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="co-activation edges need at least this many shared tokens (default 1)")
+    p.add_argument("--pearson-threshold", type=float, default=0.0,
+                   help="correlation edges need pearson above this, in [0, 1) (default 0)")
+
+
+def _check_args(args) -> None:
+    if not 0.0 <= args.npmi_threshold < 1.0:
+        raise BadInput(f"--npmi-threshold {args.npmi_threshold}: must be in [0, 1) "
+                       f"(edge weights are the NPMI and modularity needs them positive)")
+    if not 0.0 <= args.pearson_threshold < 1.0:
+        raise BadInput(f"--pearson-threshold {args.pearson_threshold}: must be in [0, 1)")
+    if args.min_count < 1:
+        raise BadInput(f"--min-count {args.min_count}: must be at least 1")
+    if args.other_release is not None and args.other_release == args.release:
+        raise BadInput(f"--other-release {args.other_release!r}: same as --release")
+
+
+def coactivation_layers(lake, release: str) -> list[int]:
+    return lake.query("SELECT DISTINCT layer FROM coactivations WHERE release = ? ORDER BY layer",
+                      [release]).column("layer").to_pylist()
+
+
+def layer_graph(lake, release: str, layer: int, threshold: float, min_count: int) -> tuple[graphs.Graph, np.ndarray]:
+    """One layer's co-activation graph and n_f for every feature (0 = dead)."""
+    where = f"release {release!r} layer {layer}"
+    n = n_tokens(lake, release, layer)
+    if n is None:
+        raise BadInput(f"{where}: no activation_sets row (N, the number of tokens)")
+    width = sae_width(lake, release, layer)
+    con = lake.connect()
+    try:
+        nf = con.sql("SELECT feature, count(*)::BIGINT AS n FROM activations WHERE release = ? "
+                     "AND layer = ? AND value > 0 GROUP BY feature",
+                     params=[release, int(layer)]).fetchnumpy()
+        pairs = con.sql("SELECT feature_a, feature_b, n_ab FROM coactivations WHERE release = ? "
+                        "AND layer = ?", params=[release, int(layer)]).fetchnumpy()
+    finally:
+        con.close()
+    n_f = np.zeros(width, np.int64)
+    if nf["feature"].size and int(nf["feature"].max()) >= width:
+        raise BadInput(f"activations of {where}: feature {int(nf['feature'].max())} is outside d_sae {width}")
+    n_f[nf["feature"].astype(np.int64)] = nf["n"]
+    a = pairs["feature_a"].astype(np.int64)
+    b = pairs["feature_b"].astype(np.int64)
+    n_ab = pairs["n_ab"].astype(np.int64)
+    if a.size and (max(int(a.max()), int(b.max())) >= width
+                   or bool((n_ab > np.minimum(n_f[a], n_f[b])).any())):
+        raise BadInput(f"coactivations of {where} do not agree with its activations; "
+                       f"re-run `saew coactivation --release {release}`")
+    if n_f.max(initial=0) > n:
+        raise BadInput(f"{where}: a feature is active on more tokens than activation_sets' "
+                       f"n_tokens = {n}")
+    return graphs.coactivation_graph(a, b, n_ab, n_f, n, threshold, min_count), n_f
+
+
+def _layer_job(home: str, release: str, layer: int, threshold: float, min_count: int,
+               algorithm: str, seed: int):
+    """One layer's co-activation graph statistics and communities (in a worker process or
+    in-process): (layer, node ids, n_f, degree, strength, random-graph degrees, membership, Q)."""
+    from saew.storage.lake import Lake
+
+    g, n_f = layer_graph(Lake(home), release, layer, threshold, min_count)
+    deg, strength = graphs.degree_strength(g)
+    rdeg = graphs.random_graph_degrees(g.n_nodes, g.n_edges, np.random.default_rng([seed, layer]))
+    member, q = graphs.communities(g, algorithm, seed)
+    return layer, g.node_id, n_f, deg, strength, rdeg, g.n_edges, member, q
+
+
+def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray]) -> tuple[dict, list]:
+    from saew.compute.parallel import default_workers, ordered_map
+
+    lake, release = ctx.lake, args.release
+    comm: dict[str, list] = {k: [] for k in ("layer", "feature", "community", "modularity")}
+    div_rows: list[dict] = []
+    jobs = ((str(lake.home), release, int(layer), float(args.npmi_threshold), int(args.min_count),
+             args.algorithm, int(ctx.seed)) for layer in layers)
+    done = ordered_map(_layer_job, jobs, default_workers(len(layers)))
+    for layer, node_id, n_f, deg, strength, rdeg, n_edges, member, q in progress(
+            done, total=len(layers), desc="co-activation graphs", unit="layer"):
+        lake.write("graph_nodes", {"feature": node_id, "n_active": n_f[node_id],
+                                   "degree": deg, "strength": strength},
+                   release=release, layer=int(layer))
+        top = int(max(deg.max(initial=0), rdeg.max(initial=0))) + 1
+        counts = np.bincount(deg, minlength=top)
+        rcounts = np.bincount(rdeg, minlength=top)
+        seen = np.flatnonzero((counts > 0) | (rcounts > 0))
+        lake.write("graph_degrees", {"degree": seen, "n_nodes": counts[seen],
+                                     "n_nodes_random": rcounts[seen]},
+                   release=release, layer=int(layer))
+        comm["layer"].append(np.full(len(node_id), layer, np.int32))
+        comm["feature"].append(node_id)
+        comm["community"].append(member)
+        comm["modularity"].append(np.full(len(node_id), q))
+        if layer in other:
+            p = graphs.degree_distribution(deg)
+            div_rows.append({
+                "layer": layer, "n_nodes": len(node_id), "n_edges": n_edges,
+                "js_divergence": graphs.js_divergence(p, graphs.degree_distribution(other[layer][0])),
+                "js_random_baseline": graphs.js_divergence(p, graphs.degree_distribution(rdeg)),
+                "other_n_nodes": int(other[layer][0].size), "other_n_edges": int(other[layer][1])})
+    return comm, div_rows
+
+
+def _correlation(args, ctx) -> dict | None:
+    """Communities of the cross-layer correlation graph of a release, or None without data."""
+    r = ctx.lake.query("SELECT src_layer, src_feature, dst_layer, dst_feature, pearson FROM correlations "
+                       "WHERE release = ? AND pearson > ?", [args.release, float(args.pearson_threshold)])
+    if r.num_rows == 0:
+        return None
+    cols = {c: r.column(c).to_numpy() for c in r.column_names}
+    key_src = cols["src_layer"].astype(np.int64) << 32 | cols["src_feature"].astype(np.int64)
+    key_dst = cols["dst_layer"].astype(np.int64) << 32 | cols["dst_feature"].astype(np.int64)
+    nodes, inv = np.unique(np.concatenate([key_src, key_dst]), return_inverse=True)
+    m = key_src.size
+    g = graphs.Graph(np.arange(nodes.size, dtype=np.int32), inv[:m], inv[m:],
+                     cols["pearson"].astype(np.float64))
+    member, q = graphs.communities(g, args.algorithm, ctx.seed)
+    return {"layer": (nodes >> 32).astype(np.int32), "feature": (nodes & 0xFFFFFFFF).astype(np.int32),
+            "community": member, "modularity": np.full(nodes.size, q)}
+
+
+def run(args, ctx) -> str:
+    _check_args(args)
+    lake, release = ctx.lake, args.release
+    require_release(lake, release)
+    out: list[str] = []
+    want_co = args.graph in ("all", "coactivation")
+    want_corr = args.graph in ("all", "correlation")
+    co_layers = coactivation_layers(lake, release) if want_co else []
+    has_corr = want_corr and lake.query("SELECT 1 FROM correlations WHERE release = ? LIMIT 1",
+                                        [release]).num_rows > 0
+    if args.graph == "coactivation" and not co_layers:
+        raise BadInput(f"--release {release!r}: no coactivations; run `saew coactivation` first")
+    if args.graph == "correlation" and not has_corr:
+        raise BadInput(f"--release {release!r}: no correlations; run `saew correlate` first")
+    if not co_layers and not has_corr:
+        raise BadInput(f"--release {release!r}: no coactivations or correlations; run "
+                       f"`saew coactivation` and/or `saew correlate` first")
+    other: dict[int, tuple[np.ndarray, int]] = {}
+    if args.other_release is not None:
+        require_release(lake, args.other_release)
+        common = sorted(set(co_layers) & set(coactivation_layers(lake, args.other_release)))
+        if not want_co or not common:
+            raise BadInput(f"--other-release {args.other_release!r}: no layer with coactivations "
+                           f"in both releases (run `saew coactivation` on both)")
+        for layer in common:
+            g, _ = layer_graph(lake, args.other_release, layer, args.npmi_threshold, args.min_count)
+            other[layer] = (graphs.degree_strength(g)[0], g.n_edges)
+    if co_layers:
+        comm, div_rows = _coactivation(args, ctx, co_layers, other)
+        lake.write("communities", {k: np.concatenate(v) for k, v in comm.items()}
+                   | {"algorithm": [args.algorithm] * sum(v.size for v in comm["layer"])},
+                   release=release, graph="coactivation")
+        out.append(f"co-activation graphs of {len(co_layers)} layer(s)")
+        if div_rows:
+            lake.write("graph_divergence", {
+                **{k: [r[k] for r in div_rows] for k in div_rows[0]},
+                "npmi_threshold": [float(args.npmi_threshold)] * len(div_rows),
+                "min_count": [int(args.min_count)] * len(div_rows)},
+                release=release, other_release=args.other_release)
+            js = ", ".join(f"L{r['layer']} {r['js_divergence']:.3f} (random {r['js_random_baseline']:.3f})"
+                           for r in div_rows)
+            out.append(f"JS divergence vs {args.other_release}: {js}")
+    if has_corr:
+        cols = _correlation(args, ctx)
+        if cols is not None:
+            lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
+                       release=release, graph="correlation")
+            n_comm = int(cols["community"].max()) + 1
+            out.append(f"correlation graph: {cols['layer'].size} nodes in {n_comm} communities "
+                       f"(modularity {cols['modularity'][0]:.3f})")
+    return f"communities: release {release}: " + "; ".join(out)

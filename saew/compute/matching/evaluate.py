@@ -1,0 +1,206 @@
+"""``saew evaluate``: hidden-state reconstruction through matches (CONTRACT section 5).
+
+For adjacent layers l -> l+1 and a matching pi (matches table: src_feature i -> dst_feature
+pi(i)):
+
+    x_hat(l+1) = decode_{l+1}(P f_l(x(l))),   (P f)[pi(i)] = f[i]
+               = sum_i f_l[i] * W_dec^{l+1}[pi(i)] + b_dec^{l+1}
+    fvu = sum_t ||x_hat_t - x_t||^2 / sum_t ||x_t - mean(x)||^2,   explained_variance = 1 - fvu
+
+(Balagansky et al., "Mechanistic Permutability", ICLR 2025, sec. 5.3; the public code
+indexes the decoder with pi^-1, i.e. applies the permutation backwards: we gather
+W_dec^{l+1}[pi(i)] for source feature i.)  Source features without a match contribute nothing.
+
+The reference hidden state x(l+1): the lake stores SAE codes (``activations``), not raw
+residuals, so x(l+1) is layer l+1's SAE reconstruction of its own codes,
+decode_{l+1}(f_{l+1}), on the same tokens.  For ``layer_norm`` SAEs both sides stay in the
+SAE's normalised space (the per-token mean/std are not stored).  Tokens: those with an
+activation at l or l+1 (the first ``--tokens`` of them, by token_id, if given), plus, without
+``--tokens``, the tokens of ``activation_sets`` where neither layer fired (x = x_hat = b_dec).
+
+Baselines written alongside every matching method (same space): ``identity`` (pi(i) = i, only
+when both layers have the same width) and ``random`` (the ``random`` matches of that space if
+present, else the seeded bijection ``saew match --method random`` would draw).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from saew.errors import BadInput
+
+CHUNK_TOKENS = 16384
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--release", required=True, help="release to evaluate")
+    p.add_argument("--space", default="decoder", help="which matches: decoder (default) or text")
+    p.add_argument("--method", default="all",
+                   help="a matching method present in `matches`, or all (default); the identity "
+                        "and random baselines are always written")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="use at most N tokens (the first N by token_id; default all)")
+
+
+def fvu(num: float, den: float) -> float:
+    """Fraction of variance unexplained: sum ||x_hat - x||^2 / sum ||x - mean(x)||^2."""
+    return float(num / den) if den > 0 else float("nan")
+
+
+def gathered_decoder(w_dec: np.ndarray, n_src: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rows W[i] = w_dec[pi(i)] for matched source features i (zero rows for unmatched), so that
+    f @ W = (P f) @ w_dec with (P f)[pi(i)] = f[i]."""
+    w = np.zeros((n_src, w_dec.shape[1]), dtype=np.float32)
+    w[src] = w_dec[dst]
+    return w
+
+
+def reconstruction_error(f_src, f_dst, w_dec_dst: np.ndarray, decoders: dict[str, np.ndarray],
+                         n_zero: int = 0) -> tuple[dict[str, float], float, int]:
+    """Sum of squared errors per method and the total variance of the reference x(l+1).
+
+    f_src [T, F_l], f_dst [T, F_l+1]: scipy sparse codes of the same T tokens; decoders: method
+    -> gathered decoder [F_l, d] (see ``gathered_decoder``).  The reference is
+    x = f_dst @ w_dec_dst + b (b cancels in both sums); ``n_zero`` more tokens have x = x_hat = b.
+    Returns ({method: sum_t ||x_hat_t - x_t||^2}, sum_t ||x_t - mean x||^2, n_tokens).
+    """
+    import torch
+
+    n = f_src.shape[0] + n_zero
+    if n == 0:
+        return {m: float("nan") for m in decoders}, float("nan"), 0
+    mean = (np.asarray(f_dst.sum(axis=0), dtype=np.float64).ravel() @ w_dec_dst.astype(np.float64)) / n
+    den = n_zero * float(mean @ mean)
+    num = {m: 0.0 for m in decoders}
+    w_ref = torch.from_numpy(np.array(w_dec_dst, dtype=np.float32, order="C"))
+    ws = {m: torch.from_numpy(np.array(w, dtype=np.float32, order="C")) for m, w in decoders.items()}
+    mu = torch.from_numpy(mean)
+    for t0 in range(0, f_src.shape[0], CHUNK_TOKENS):
+        x = _torch_csr(f_dst[t0:t0 + CHUNK_TOKENS]) @ w_ref   # sparse x dense, multi-threaded
+        den += float(((x.double() - mu) ** 2).sum())
+        a = _torch_csr(f_src[t0:t0 + CHUNK_TOKENS])
+        for m, w in ws.items():
+            d = torch.addmm(x, a, w, alpha=1.0, beta=-1.0)   # x_hat - x (b cancels), float32
+            num[m] += float(torch.sum(d * d, dtype=torch.float64))
+    return num, den, n
+
+
+def _torch_csr(a):
+    """A scipy CSR matrix as a torch sparse CSR tensor (float32), sharing nothing mutable."""
+    import warnings
+
+    import torch
+
+    a = a.tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(torch.from_numpy(a.indptr.astype(np.int64)),
+                                       torch.from_numpy(a.indices.astype(np.int64)),
+                                       torch.from_numpy(a.data.astype(np.float32)), size=a.shape)
+
+
+def _codes(lake, release: str, layer: int, tokens: np.ndarray, width: int):
+    """Sparse codes [len(tokens), width] of one layer on the given (sorted) token ids."""
+    import scipy.sparse as sp
+
+    t = lake.query("SELECT token_id, feature, value FROM activations WHERE release = ? AND layer = ?",
+                   [release, int(layer)])
+    tok = t.column("token_id").to_numpy()
+    feat = t.column("feature").to_numpy().astype(np.int64)
+    val = t.column("value").to_numpy().astype(np.float32)
+    if len(feat) and (feat.min() < 0 or feat.max() >= width):
+        raise BadInput(f"release {release!r} layer {layer}: activations name feature "
+                       f"{int(feat.max())}, but the SAE has d_sae {width}")
+    pos = np.searchsorted(tokens, tok)
+    ok = (pos < len(tokens)) & (tokens[np.minimum(pos, len(tokens) - 1)] == tok) if len(tokens) else \
+        np.zeros(len(tok), bool)
+    return sp.csr_matrix((val[ok], (pos[ok], feat[ok])), shape=(len(tokens), width), dtype=np.float32)
+
+
+def _token_universe(lake, release: str, l0: int, l1: int, limit: int | None) -> tuple[np.ndarray, int]:
+    con = lake.connect()
+    try:
+        have = con.sql("SELECT layer, count(*) FROM activations WHERE release = ? AND layer IN (?, ?) "
+                       "GROUP BY layer", params=[release, l0, l1]).fetchall()
+        missing = sorted({l0, l1} - {int(r[0]) for r in have})
+        if missing:
+            raise BadInput(f"release {release!r} layer {missing[0]}: no activations; run saew harvest "
+                           f"or saew ingest activations first")
+        q = ("SELECT DISTINCT token_id FROM activations WHERE release = ? AND layer IN (?, ?) "
+             "ORDER BY token_id")
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
+        tokens = con.sql(q, params=[release, l0, l1]).fetchnumpy()["token_id"].astype(np.int64)
+        n_zero = 0
+        if limit is None:
+            sets = con.sql("SELECT min(n_tokens), count(*) FROM activation_sets WHERE release = ? "
+                           "AND layer IN (?, ?)", params=[release, l0, l1]).fetchall()[0]
+            if sets[1] == 2 and sets[0] is not None:
+                n_zero = max(0, int(sets[0]) - len(tokens))
+        return tokens, n_zero
+    finally:
+        con.close()
+
+
+def run(args, ctx) -> str:
+    from saew.progress import progress
+    from saew.storage.saes import load_sae
+
+    from saew.compute.matching.assignment import random_bijection
+    from saew.compute.matching.step import SPACES, adjacent_pairs
+
+    lake, release = ctx.lake, args.release
+    if args.space not in SPACES:
+        raise BadInput(f"--space {args.space!r}: expected decoder or text")
+    if args.tokens is not None and args.tokens <= 0:
+        raise BadInput(f"--tokens {args.tokens}: must be positive")
+    pairs = adjacent_pairs(lake, release)
+    present = lake.query("SELECT DISTINCT src_layer, method FROM matches WHERE release = ? AND space = ?",
+                         [release, args.space])
+    have = set(zip(present.column("src_layer").to_pylist(), present.column("method").to_pylist()))
+    if args.method != "all" and args.method not in {m for _, m in have} | {"identity", "random"}:
+        raise BadInput(f"--method {args.method!r}: no {args.space}-space matches of that method for "
+                       f"release {release!r}; run saew match first")
+    if args.method == "all" and not have:
+        raise BadInput(f"release {release!r}: no {args.space}-space matches; run saew match first")
+
+    rows: dict[str, list[tuple]] = {}
+    for l0, l1 in progress(pairs, total=len(pairs), desc="evaluate"):
+        src, dst = load_sae(lake, release, l0), load_sae(lake, release, l1)
+        if src.d_in != dst.d_in:
+            raise BadInput(f"release {release!r}: layer {l0} has d_in {src.d_in} but layer {l1} has "
+                           f"d_in {dst.d_in}")
+        methods = sorted(m for s, m in have if s == l0 and (args.method in ("all", m)))
+        decoders: dict[str, np.ndarray] = {}
+        for m in methods:
+            t = lake.query("SELECT src_feature, dst_feature FROM matches WHERE release = ? AND space = ? "
+                           "AND method = ? AND src_layer = ?", [release, args.space, m, int(l0)])
+            i = t.column("src_feature").to_numpy().astype(np.int64)
+            j = t.column("dst_feature").to_numpy().astype(np.int64)
+            if len(i) and (i.max() >= src.d_sae or j.max() >= dst.d_sae or min(i.min(), j.min()) < 0):
+                raise BadInput(f"matches {args.space}/{m} layer {l0}: feature index out of range")
+            decoders[m] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
+        if args.method in ("all", "identity") and src.d_sae == dst.d_sae:
+            k = np.arange(src.d_sae)
+            decoders["identity"] = gathered_decoder(dst.w_dec, src.d_sae, k, k)
+        if args.method in ("all", "random") and "random" not in decoders:
+            i, j = random_bijection(src.d_sae, dst.d_sae, int(ctx.seed), int(l0))
+            decoders["random"] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
+        if not decoders:
+            continue
+        tokens, n_zero = _token_universe(lake, release, l0, l1, args.tokens)
+        f0 = _codes(lake, release, l0, tokens, src.d_sae)
+        f1 = _codes(lake, release, l1, tokens, dst.d_sae)
+        num, den, n = reconstruction_error(f0, f1, dst.w_dec, decoders, n_zero)
+        for m, e in num.items():
+            v = fvu(e, den)
+            rows.setdefault(m, []).append((int(l0), int(l1), n, v, 1.0 - v))
+    lines = []
+    for m, rs in sorted(rows.items()):
+        a = np.array(rs, dtype=object)
+        lake.write("reconstruction", {
+            "src_layer": a[:, 0].astype(np.int32), "dst_layer": a[:, 1].astype(np.int32),
+            "n_tokens": a[:, 2].astype(np.int64), "fvu": a[:, 3].astype(np.float64),
+            "explained_variance": a[:, 4].astype(np.float64),
+        }, release=release, space=args.space, method=m)
+        lines.append(f"  {m}: mean fvu {np.nanmean(a[:, 3].astype(float)):.4f} over {len(rs)} pair(s)")
+    return "\n".join([f"reconstruction through {args.space}-space matches of {release!r}:", *lines])

@@ -1,0 +1,133 @@
+"""``saew describe``: deterministic descriptions from top-activating tokens.
+
+For every feature of a release that has activations but no description from elsewhere
+(Neuronpedia rows and other sources are kept untouched), the description lists the feature's
+top tokens, as Neuronpedia's token lists do, and the context of its strongest activation:
+
+    top tokens: "def", " return", " self" | strongest: "...class A:\\n    [[def]] f(self"
+
+* tokens are grouped by their text with any leading whitespace shown as one space;
+  a token's score is its maximum activation over its occurrences; tokens are ranked by that
+  score, ties broken by the token_id of the occurrence reaching it;
+* the context is up to CONTEXT_BEFORE tokens before and CONTEXT_AFTER after the strongest
+  occurrence in the same document, the activating token in ``[[ ]]``.
+
+Pure DuckDB over ``activations`` and ``tokens``; source ``top-tokens``, explainer
+``saew-top-tokens``. Dead features (no activation) get none. Re-running replaces the
+``top-tokens`` rows of each layer (so they follow a new harvest) and never duplicates.
+"""
+from __future__ import annotations
+
+from saew.errors import BadInput
+from saew.storage.saes import require_release
+
+SOURCE = "top-tokens"
+EXPLAINER = "saew-top-tokens"
+CONTEXT_BEFORE = 8
+CONTEXT_AFTER = 3
+MAX_TOKEN_CHARS = 24
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--release", required=True)
+    p.add_argument("--top", type=int, default=5, help="tokens per description (default 5)")
+
+
+def run(args, ctx) -> str:
+    return describe(ctx.lake, args.release, args.top)
+
+
+def _escape(expr: str) -> str:
+    """Newlines and tabs shown as \\n and \\t, so a description stays on one line."""
+    return f"replace(replace(replace({expr}, chr(13), ''), chr(10), '\\n'), chr(9), '\\t')"
+
+
+def _shown(expr: str) -> str:
+    """A token as shown in the list: escaped, cut to MAX_TOKEN_CHARS."""
+    e = _escape(expr)
+    return (f"CASE WHEN length({e}) > {MAX_TOKEN_CHARS} THEN left({e}, {MAX_TOKEN_CHARS - 3}) || '...' "
+            f"ELSE {e} END")
+
+
+# one statement: new descriptions of one (release, layer); parameters: release, layer, top
+DESCRIBE_SQL = f"""
+WITH act AS (
+    SELECT a.token_id, a.feature, a.value, t.doc, t.pos, t.token,
+           CASE WHEN trim(t.token, ' \t\n\r') = '' THEN t.token
+                ELSE regexp_replace(t.token, '^\\s+', ' ') END AS word
+    FROM activations a JOIN tokens t ON t.release = a.release AND t.token_id = a.token_id
+    WHERE a.release = $release AND a.layer = $layer AND a.value > 0
+      AND a.feature NOT IN (SELECT feature FROM descriptions
+                            WHERE release = $release AND layer = $layer
+                              AND source IS DISTINCT FROM '{SOURCE}')
+),
+best_occurrence AS (      -- each (feature, token text): its strongest occurrence
+    SELECT * FROM act
+    QUALIFY row_number() OVER (PARTITION BY feature, word ORDER BY value DESC, token_id) = 1
+),
+ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY feature ORDER BY value DESC, token_id, word) AS rank
+    FROM best_occurrence
+),
+top_tokens AS (
+    SELECT feature,
+           string_agg('"' || shown || '"', ', ' ORDER BY rank) AS toks
+    FROM (SELECT feature, rank, {_shown('word')} AS shown FROM ranked WHERE rank <= $top)
+    GROUP BY feature
+),
+context AS (
+    SELECT r.feature,
+           string_agg(CASE WHEN t.pos = r.pos THEN '[[' || t.token || ']]' ELSE t.token END,
+                      '' ORDER BY t.pos) AS ctx,
+           min(t.pos) > 0 AS cut_left
+    FROM ranked r JOIN tokens t
+      ON t.release = $release AND t.doc = r.doc
+     AND t.pos BETWEEN r.pos - {CONTEXT_BEFORE} AND r.pos + {CONTEXT_AFTER}
+    WHERE r.rank = 1
+    GROUP BY r.feature
+)
+SELECT k.feature,
+       'top tokens: ' || k.toks || ' | strongest: "'
+         || CASE WHEN c.cut_left THEN '...' ELSE '' END
+         || {_escape('c.ctx')} || '"' AS description
+FROM top_tokens k JOIN context c USING (feature)
+ORDER BY k.feature
+"""
+
+
+def describe(lake, release: str, top: int = 5) -> str:
+    import pyarrow as pa
+
+    if top <= 0:
+        raise BadInput(f"--top {top}: must be positive")
+    layers = require_release(lake, release)
+    con = lake.connect()
+    try:
+        have = {r[0]: r[1] for r in con.sql(
+            "SELECT layer, count(*) FROM activations WHERE release = ? GROUP BY layer",
+            params=[release]).fetchall()}
+        if not have:
+            raise BadInput(f"--release {release!r}: no activations; run saew harvest first")
+        n_tok = con.sql("SELECT count(*) FROM tokens WHERE release = ?", params=[release]).fetchall()[0][0]
+        if not n_tok:
+            raise BadInput(f"--release {release!r}: activations exist but no tokens (ingested "
+                           f"activations carry no text); run saew harvest to describe features")
+        written = []
+        for L in layers:
+            if L not in have:
+                continue
+            new = con.sql(DESCRIBE_SQL, params={"release": release, "layer": int(L), "top": int(top)}
+                          ).to_arrow_table()
+            kept = con.sql("SELECT feature, description, explainer, source FROM descriptions "
+                           "WHERE release = ? AND layer = ? AND source IS DISTINCT FROM ?",
+                           params=[release, int(L), SOURCE]).to_arrow_table()
+            n = new.num_rows
+            new = new.append_column("explainer", pa.array([EXPLAINER] * n, pa.string())) \
+                     .append_column("source", pa.array([SOURCE] * n, pa.string()))
+            rows = pa.concat_tables([kept, new.select(kept.column_names)], promote_options="permissive")
+            rows = rows.sort_by("feature")
+            lake.write("descriptions", rows, release=release, layer=int(L))
+            written.append(f"L{L}: {n}")
+    finally:
+        con.close()
+    return f"described {release!r} from top-activating tokens ({', '.join(written)} features)"

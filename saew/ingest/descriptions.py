@@ -1,0 +1,199 @@
+"""``saew ingest descriptions PATH... --release R [--layer L]``: Neuronpedia explanations.
+
+Accepted inputs (a folder is searched recursively for these):
+
+* bulk export rows, one JSON object per line: ``explanations/batch-N.jsonl.gz`` or ``.jsonl``
+  (modelId, layer such as ``"6-res-jb"``, index as a string or an int, description,
+  explanationModelName, typeName, ...);
+* a ``.json`` list of such rows (or a single row);
+* the per-feature API JSON (``{modelId, layer, index, explanations: [...]}``, or a list of them):
+  each explanation becomes a row, taking modelId/layer/index from the feature when it lacks them.
+
+The layer of a row is the leading integer of its ``layer`` ("6-res-jb" -> 6); ``--layer``
+overrides it. Every (layer, feature) must belong to an ingested SAE of the release with
+feature < d_sae, else exit 2. ``explainer`` = explanationModelName, ``source`` = 'neuronpedia'.
+
+Several explanations for one feature: rows with an empty description are dropped; of the rest
+the one with the smallest (explanationModelName, description) -- compared as Python strings,
+i.e. by code point, a missing model name counting as "" -- is kept. The choice depends only on
+the set of rows, not on file or line order.
+
+Merge rule: a layer's new rows replace the stored rows of the same features; the layer's other
+stored descriptions are kept (read, anti-join, write back). Re-ingesting a file is idempotent.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+from saew.errors import BadInput
+from saew.storage.saes import d_sae
+
+_LAYER = re.compile(r"\s*(\d+)(?:\D.*)?", re.DOTALL)
+SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="Neuronpedia exports: .json, .jsonl, .jsonl.gz files, or folders of them")
+    p.add_argument("--release", required=True, help="release the descriptions belong to")
+    p.add_argument("--layer", type=int, default=None,
+                   help="layer of every row (default: the leading number of each row's layer)")
+
+
+def files_of(path: Path) -> list[Path]:
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    if path.is_dir():
+        found = sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES))
+        if not found:
+            raise BadInput(f"{path}: no .json, .jsonl or .jsonl.gz files in this folder")
+        return found
+    if not path.name.endswith(SUFFIXES):
+        raise BadInput(f"{path}: expected a .json, .jsonl or .jsonl.gz file")
+    return [path]
+
+
+def _lines(f: Path) -> Iterator[tuple[int, str]]:
+    """Lines of a text or gzip file (gzip by name), with 1-based numbers."""
+    try:
+        if f.name.endswith(".gz"):
+            with gzip.open(f, "rt", encoding="utf-8") as fh:
+                yield from enumerate(fh, 1)
+        else:
+            with open(f, encoding="utf-8") as fh:
+                yield from enumerate(fh, 1)
+    except gzip.BadGzipFile:
+        raise BadInput(f"{f}: not a gzip file") from None
+    except (EOFError, zlib.error) as e:
+        raise BadInput(f"{f}: truncated or corrupt gzip data ({e})") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{f}: not UTF-8 text") from None
+
+
+def _expand(obj, where: str) -> Iterator[tuple[dict, str]]:
+    """Rows from one JSON value: a row, a per-feature object with ``explanations``, or a list."""
+    if isinstance(obj, list):
+        for i, x in enumerate(obj):
+            yield from _expand(x, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        if isinstance(obj.get("explanations"), list):
+            parent = {k: obj.get(k) for k in ("modelId", "layer", "index")}
+            for i, e in enumerate(obj["explanations"]):
+                if not isinstance(e, dict):
+                    raise BadInput(f"{where}: explanations[{i}] is not an object")
+                yield {**parent, **{k: v for k, v in e.items() if v is not None}}, f"{where}.explanations[{i}]"
+        else:
+            yield obj, where
+    else:
+        raise BadInput(f"{where}: expected a JSON object or list, found {type(obj).__name__}")
+
+
+def read_rows(f: Path) -> Iterator[tuple[dict, str]]:
+    if f.name.endswith((".jsonl", ".jsonl.gz")):
+        for n, line in _lines(f):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+            yield from _expand(obj, f"{f}:{n}")
+    else:
+        text = "".join(line for _, line in _lines(f))
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        yield from _expand(obj, str(f))
+
+
+def parse_layer(v, where: str) -> int:
+    if isinstance(v, bool):
+        v = None
+    if isinstance(v, int):
+        return v
+    m = _LAYER.fullmatch(str(v)) if isinstance(v, str) else None
+    if not m:
+        raise BadInput(f"{where}: cannot read a layer from {v!r}; pass --layer")
+    return int(m.group(1))
+
+
+def parse_index(v, where: str) -> int:
+    if isinstance(v, bool) or v is None:
+        raise BadInput(f"{where}: missing or invalid feature index {v!r}")
+    try:
+        i = int(v) if isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) else None
+    except ValueError:
+        i = None
+    if i is None or i < 0:
+        raise BadInput(f"{where}: feature index must be a non-negative integer, got {v!r}")
+    return i
+
+
+def choose(rows: dict[tuple[int, int], tuple[str, str]], layer: int, feature: int,
+           description: str, explainer: str) -> None:
+    """Keep the smallest (explainer, description) per (layer, feature) (see the module doc)."""
+    key = (layer, feature)
+    cand = (explainer, description)
+    if key not in rows or cand < rows[key]:
+        rows[key] = cand
+
+
+def add_description_rows(lake, release: str, layer: int, new: dict[int, tuple[str, str]]) -> int:
+    """Merge one layer's chosen rows into its ``descriptions`` partition; returns the row count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fresh = pa.table({
+        "feature": pa.array(list(new.keys()), pa.int32()),
+        "description": pa.array([v[1] for v in new.values()], pa.string()),
+        "explainer": pa.array([v[0] for v in new.values()], pa.string()),
+        "source": pa.array(["neuronpedia"] * len(new), pa.string()),
+    })
+    old = lake.query("SELECT feature, description, explainer, source FROM descriptions "
+                     "WHERE release = ? AND layer = ?", [release, int(layer)])
+    old = old.filter(pc.invert(pc.is_in(old.column("feature"), value_set=fresh.column("feature"))))
+    merged = pa.concat_tables([old.cast(fresh.schema), fresh]).sort_by("feature")
+    lake.write("descriptions", merged, release=release, layer=int(layer))
+    return merged.num_rows
+
+
+def run(args, ctx) -> str:
+    lake, release = ctx.lake, args.release
+    files = [f for p in args.paths for f in files_of(Path(p))]
+    chosen: dict[tuple[int, int], tuple[str, str]] = {}
+    limits: dict[int, int] = {}
+    n_rows = 0
+    for f in files:
+        for row, where in read_rows(f):
+            desc = row.get("description")
+            if desc is not None and not isinstance(desc, str):
+                raise BadInput(f"{where}: description must be a string")
+            layer = args.layer if args.layer is not None else parse_layer(row.get("layer"), where)
+            feature = parse_index(row.get("index", row.get("feature")), where)
+            if layer not in limits:
+                try:
+                    limits[layer] = d_sae(lake, release, layer)
+                except BadInput:
+                    raise BadInput(f"{where}: layer {layer} has no SAE ingested in release {release!r}") from None
+            if feature >= limits[layer]:
+                raise BadInput(f"{where}: feature {feature} is out of range (release {release!r} "
+                               f"layer {layer} has d_sae={limits[layer]})")
+            n_rows += 1
+            if desc and desc.strip():
+                choose(chosen, layer, feature, desc, str(row.get("explanationModelName") or ""))
+    by_layer: dict[int, dict[int, tuple[str, str]]] = {}
+    for (layer, feature), v in chosen.items():
+        by_layer.setdefault(layer, {})[feature] = v
+    if not by_layer:
+        raise BadInput(f"{args.paths[0]}: no descriptions found")
+    out = []
+    for layer in sorted(by_layer):
+        total = add_description_rows(lake, release, layer, by_layer[layer])
+        out.append(f"layer {layer}: {len(by_layer[layer])} described features ({total} stored)")
+    return f"read {n_rows} explanation rows from {len(files)} file(s)\n" + "\n".join(out)

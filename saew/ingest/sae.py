@@ -1,0 +1,117 @@
+"""``saew ingest sae PATH... --release R``: SAE weights from SAELens, OpenAI v5, Gemma Scope and
+dictionary_learning checkpoints into ``saes`` + ``features``.
+
+Each PATH (a folder or a file) is one SAE layer. ``--format auto`` detects by the files present:
+``cfg.json`` + ``sae_weights.safetensors`` -> saelens; ``params.npz`` (or any ``.npz``) ->
+gemmascope; ``ae.pt`` + ``config.json`` -> dictionary_learning; another ``.pt`` -> openai.
+The layer is ``--layer``, else what the format says (SAELens hook name / hook_point_layer /
+hook_layer, Gemma Scope ``layer_N``, dictionary_learning ``trainer.layer``, OpenAI ``N.pt``),
+else the layer in ``--hook``; otherwise exit 2. ``--model``/``--hook`` override or fill the
+model and hook; the default hook is ``blocks.{L}.<site>`` (``hook_resid_post`` unless the
+format names another site).
+
+SAEs are read, validated (shapes against the config, finite values, one d_in per release) and
+staged one at a time, so memory stays bounded by about two copies of one SAE; everything is
+committed together at the end, or nothing if any PATH is bad.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from saew.errors import BadInput
+from saew.storage.saes import write_sae
+
+from saew.ingest.formats.raw import Loaded, layer_from_hook
+
+FORMATS = ("auto", "saelens", "openai", "gemmascope", "dictionary_learning")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="SAE folders or files, one per layer")
+    p.add_argument("--release", required=True, help="release name")
+    p.add_argument("--layer", type=int, default=None, help="layer (only with one PATH)")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="checkpoint format (default: auto)")
+    p.add_argument("--model", default=None, help="model name (overrides the file's)")
+    p.add_argument("--hook", default=None, help="hook name (overrides the file's)")
+
+
+def detect(path: Path) -> str:
+    """The format of one PATH, by the files present."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "cfg.json").exists() and (path / "sae_weights.safetensors").exists():
+            return "saelens"
+        if (path / "params.npz").exists():
+            return "gemmascope"
+        if (path / "ae.pt").exists() and (path / "config.json").exists():
+            return "dictionary_learning"
+        if len(list(path.glob("*.pt"))) == 1:
+            return "openai"
+        raise BadInput(f"{path}: cannot tell the SAE format (expected cfg.json + sae_weights.safetensors, "
+                       f"params.npz, ae.pt + config.json, or one .pt file); pass --format")
+    if path.name in ("sae_weights.safetensors", "cfg.json"):
+        return "saelens"
+    if path.suffix == ".npz":
+        return "gemmascope"
+    if path.name == "ae.pt" and (path.parent / "config.json").exists():
+        return "dictionary_learning"
+    if path.suffix == ".pt":
+        return "openai"
+    raise BadInput(f"{path}: cannot tell the SAE format from the file name; pass --format")
+
+
+def read(path: Path, fmt: str) -> Loaded:
+    """Read one SAE in the given format (heavy imports happen inside the readers)."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    if fmt == "saelens":
+        from saew.ingest.formats import saelens as reader
+    elif fmt == "openai":
+        from saew.ingest.formats import openai as reader
+    elif fmt == "gemmascope":
+        from saew.ingest.formats import gemmascope as reader
+    elif fmt == "dictionary_learning":
+        from saew.ingest.formats import dictlearn as reader
+    else:
+        raise BadInput(f"--format {fmt!r}: unknown format")
+    return reader.load(path)
+
+
+def run(args, ctx) -> str:
+    paths = [Path(p) for p in args.paths]
+    if args.layer is not None and len(paths) > 1:
+        raise BadInput(f"--layer {args.layer}: applies to one PATH, got {len(paths)}")
+    if args.layer is not None and args.layer < 0:
+        raise BadInput(f"--layer {args.layer}: must be >= 0")
+    for path in paths:  # refuse a missing path before reading anything big
+        if not path.exists():
+            raise BadInput(f"{path}: no such file or directory")
+    seen: dict[int, Path] = {}
+    d_in: tuple[int, Path] | None = None
+    out = []
+    for path in paths:
+        fmt = detect(path) if args.format == "auto" else args.format
+        loaded = read(path, fmt)
+        src = loaded.weights_path
+        layer = args.layer if args.layer is not None else loaded.layer
+        if layer is None:
+            layer = layer_from_hook(args.hook)
+        if layer is None:
+            raise BadInput(f"{src}: cannot tell the layer from the file or its path; pass --layer")
+        if layer in seen:
+            raise BadInput(f"{src}: layer {layer} is also given by {seen[layer]}")
+        seen[layer] = src
+        p = loaded.params
+        hook = args.hook or p.hook or f"blocks.{layer}.{loaded.hook_site}"
+        p = replace(p, model=args.model or p.model, hook=hook).validate(str(src))
+        if d_in is not None and p.d_in != d_in[0]:
+            raise BadInput(f"{src}: d_in {p.d_in} differs from {d_in[1]}'s d_in {d_in[0]} "
+                           f"(one d_in per release)")
+        d_in = (p.d_in, src)
+        write_sae(ctx.lake, args.release, layer, p, source_format=loaded.fmt,
+                  source_path=str(src.resolve()), source_sha256=loaded.sha256, run_id=ctx.run_id)
+        out.append(f"layer {layer}: {loaded.fmt} {p.architecture} d_in={p.d_in} d_sae={p.d_sae} ({src})")
+        del loaded, p
+    return f"ingested {len(out)} SAE(s) into release {args.release!r}\n" + "\n".join(out)

@@ -1,0 +1,71 @@
+"""The SAE forward pass, as SAELens / OpenAI / Gemma Scope define it, in torch (CPU).
+
+encode(x):
+  layer_norm inputs:  x <- (x - mean(x)) / (std(x) + eps)   (OpenAI v5, SAELens ``layer_norm``)
+  pre  = (x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc
+  relu:     f = max(pre, 0)
+  jumprelu: f = pre * 1[pre > threshold]
+  topk:     f = max(pre, 0) on the k largest entries of pre, 0 elsewhere
+decode(f) = f @ W_dec + b_dec, then undo the layer norm (x_hat * std + mean).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from saew.sae.params import SAEParams
+
+LN_EPS = 1e-5
+
+
+@dataclass
+class TorchSAE:
+    w_enc: torch.Tensor
+    b_enc: torch.Tensor
+    w_dec: torch.Tensor
+    b_dec: torch.Tensor
+    threshold: torch.Tensor | None
+    architecture: str
+    k: int | None
+    normalize: str
+    apply_b_dec_to_input: bool
+
+    @classmethod
+    def from_params(cls, p: SAEParams) -> "TorchSAE":
+        t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))  # noqa: E731
+        return cls(t(p.w_enc), t(p.b_enc), t(p.w_dec), t(p.b_dec),
+                   None if p.threshold is None else t(p.threshold), p.architecture, p.k,
+                   p.normalize, p.apply_b_dec_to_input)
+
+    def normalise(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+        if self.normalize != "layer_norm":
+            return x, None
+        mu = x.mean(-1, keepdim=True)
+        x = x - mu
+        std = x.std(-1, keepdim=True)
+        return x / (std + LN_EPS), (mu, std)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x, _ = self.normalise(x)
+        return self.encode_normalised(x)
+
+    def encode_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        if self.apply_b_dec_to_input:
+            x = x - self.b_dec
+        pre = x @ self.w_enc + self.b_enc
+        if self.architecture == "jumprelu":
+            thr = self.threshold if self.threshold is not None else torch.zeros_like(self.b_enc)
+            return pre * (pre > thr)
+        if self.architecture == "topk":
+            vals, idx = pre.topk(int(self.k), dim=-1)
+            return torch.zeros_like(pre).scatter_(-1, idx, vals.clamp_min(0))
+        return pre.clamp_min(0)
+
+    def decode(self, f: torch.Tensor, norm: tuple | None = None) -> torch.Tensor:
+        x = f @ self.w_dec + self.b_dec
+        if norm is not None:
+            mu, std = norm
+            x = x * (std + LN_EPS) + mu
+        return x

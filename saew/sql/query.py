@@ -1,0 +1,135 @@
+"""``saew query`` (SQL on the catalog) and ``saew export`` (marts as Parquet)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+
+from saew.storage import catalog
+from saew.errors import BadInput
+
+
+def add_arguments_query(p) -> None:
+    p.add_argument("sql", metavar="SQL_OR_FILE", help="a SQL statement, or a path to a .sql file")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
+                   help="output format (default table)")
+    p.add_argument("--out", default=None, help="output file (required for --format parquet)")
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+
+
+def add_arguments_export(p) -> None:
+    p.add_argument("--out", required=True, help="directory to write <model>.parquet files into")
+    p.add_argument("--all", action="store_true", help="also export staging/intermediate models")
+
+
+def _read_sql(text: str) -> str:
+    p = Path(text)
+    if text.endswith(".sql") or (len(text) < 4096 and "\n" not in text and p.is_file()):
+        if not p.is_file():
+            raise BadInput(f"{text}: no such SQL file")
+        return p.read_text()
+    return text
+
+
+def render(rel: duckdb.DuckDBPyRelation, fmt: str, max_rows: int = 100) -> str:
+    cols = rel.columns
+    if fmt == "json":
+        rows = rel.fetchall()
+        return json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=None)
+    if fmt == "csv":
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows(rel.fetchall())
+        return buf.getvalue().rstrip("\n")
+    rows = rel.limit(max_rows + 1).fetchall()
+    shown = [[_fmt(v) for v in r] for r in rows[:max_rows]]
+    widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.rjust(w) if _num(v) else v.ljust(w) for v, w in zip(r, widths)) for r in shown]
+    if len(rows) > max_rows:
+        out.append(f"... (more than {max_rows} rows; use --format csv for all)")
+    return "\n".join(out)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    s = str(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _num(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def run_query(args, ctx) -> str | None:
+    sql = _read_sql(args.sql)
+    con = catalog.connect(ctx.lake, read_only=True)
+    try:
+        try:
+            rel = con.sql(sql)
+        except duckdb.Error as e:
+            raise BadInput(f"query: {str(e).splitlines()[0]}") from None
+        if rel is None:
+            return None
+        if args.format == "parquet":
+            if not args.out:
+                raise BadInput("--format parquet needs --out FILE")
+            rel.to_arrow_table()  # validate before writing
+            import pyarrow.parquet as pq
+            pq.write_table(rel.to_arrow_table(), args.out, compression="zstd")
+            return f"wrote {args.out}"
+        try:
+            return render(rel, args.format, args.max_rows)
+        except duckdb.Error as e:
+            raise BadInput(f"query: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def run_export(args, ctx) -> str:
+    """Write every mart (``fct_*``/``dim_*`` tables of the catalog; with ``--all`` also the
+    staging views and intermediate tables) as ``<out>/<name>.parquet`` (zstd), streamed by
+    DuckDB and renamed into place, so a reader never sees half a file."""
+    import os
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out}: exists and is not a directory")
+    con = catalog.connect(ctx.lake, read_only=True)
+    try:
+        if args.all:
+            like = "AND (table_name LIKE 'stg_%' OR table_name LIKE 'int_%' OR table_name LIKE 'fct_%' " \
+                   "OR table_name LIKE 'dim_%')"
+        else:
+            like = "AND table_type = 'BASE TABLE' AND (table_name LIKE 'fct_%' OR table_name LIKE 'dim_%')"
+        names = [r[0] for r in con.execute(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' {like} "
+            f"ORDER BY 1").fetchall()]
+        if not names:
+            raise BadInput(f"{ctx.lake.home}: no marts to export; run `saew build` first")
+        out.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            tmp = out / f".{n}.parquet.tmp"
+            path = str(tmp).replace("'", "''")
+            try:
+                con.execute(f'COPY (SELECT * FROM main."{n}") TO \'{path}\' (FORMAT parquet, COMPRESSION zstd)')
+            except duckdb.Error as e:
+                tmp.unlink(missing_ok=True)
+                raise BadInput(f"export {n}: {str(e).splitlines()[0]}") from None
+            os.replace(tmp, out / f"{n}.parquet")
+        return f"exported {len(names)} tables to {out}: {', '.join(names)}"
+    finally:
+        con.close()

@@ -1,0 +1,313 @@
+"""SAE training: hand-written TopK gradients, metrics, folding, SAELens folders, ``saew train``."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from saew.sae import saelens as saelens_io
+from saew.sae.encode import TorchSAE
+from saew.compute.training.step import (TrainConfig, _SAE, _topk_step, evaluate, fold, fvu_from_sums,
+                           parse_layers, train_sae)
+from saew.errors import BadInput
+from saew.storage.saes import load_sae
+
+warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+
+
+# ---------------------------------------------------------------------------- helpers
+def planted(n: int = 4096, d: int = 32, atoms: int = 48, active: int = 3, seed: int = 0):
+    """x = codes @ D + mean + small noise, ``active`` of ``atoms`` unit atoms per token."""
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(atoms, d, generator=g)
+    D /= D.norm(dim=1, keepdim=True)
+    idx = torch.stack([torch.randperm(atoms, generator=g)[:active] for _ in range(n)])
+    codes = torch.zeros(n, atoms).scatter_(1, idx, 1.0 + 2.0 * torch.rand(n, active, generator=g))
+    return 3.0 * (codes @ D + 0.5 + 0.01 * torch.randn(n, d, generator=g))
+
+
+def random_sae(cfg: TrainConfig, d: int, seed: int = 0) -> _SAE:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, d, generator=g)
+    s = _SAE(x, 0.3 * torch.randn(d, generator=g), cfg, g)
+    with torch.no_grad():
+        s.b_enc += 0.2 * torch.randn(cfg.d_sae, generator=g)
+        s.w_enc.mul_(1.0 + torch.rand(cfg.d_sae, 1, generator=g))
+        if s.log_thr is not None:
+            s.log_thr.copy_(torch.log(0.2 + torch.rand(cfg.d_sae, generator=g)))
+    return s
+
+
+def reference_loss(w_enc, b_enc, w_dec, b_dec, x, w, k: int, dead, aux_k: int, coef: float):
+    """Dense autograd TopK + AuxK loss, token-weighted (target and b_dec detached in AuxK)."""
+    pre = (x - b_dec) @ w_enc.t() + b_enc
+    v, i = pre.topk(k, dim=-1)
+    f = torch.zeros_like(pre).scatter(-1, i, v.clamp_min(0))
+    x_hat = f @ w_dec + b_dec
+    loss = (w * (x_hat - x).pow(2).sum(1)).sum()
+    if dead.any():
+        pre_aux = (x - b_dec.detach()) @ w_enc.t() + b_enc
+        v2, i2 = pre_aux.masked_fill(~dead, float("-inf")).topk(aux_k, dim=-1)
+        f2 = torch.zeros_like(pre).scatter(-1, i2, v2.clamp_min(0))
+        loss = loss + coef * (w * (f2 @ w_dec - (x - x_hat).detach()).pow(2).sum(1)).sum()
+    return loss / x.shape[0]
+
+
+# ---------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("with_aux", [False, True])
+def test_topk_hand_gradients_equal_autograd(with_aux):
+    cfg = TrainConfig(d_sae=48, k=5, aux_k=7, aux_coef=0.25 if with_aux else 0.0)
+    s = random_sae(cfg, 16)
+    x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1)) * 2
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[::3] = with_aux
+    w = 0.2 + torch.rand(40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        sse, n_act, fired, x_hat = _topk_step(s, x, w, cfg, dead)
+    ref = [t.detach().clone().requires_grad_() for t in (s.w_enc, s.b_enc, s.w_dec, s.b_dec)]
+    reference_loss(*ref, x, w, 5, dead, 7, 0.25).backward()
+    for mine, r in zip((s.w_enc, s.b_enc, s.w_dec, s.b_dec), ref):
+        np.testing.assert_allclose(mine.grad.numpy(), r.grad.numpy(), rtol=1e-4, atol=1e-5)
+    none = torch.zeros_like(dead)
+    assert math.isclose(sse / 40, reference_loss(*ref, x, torch.ones(40), 5, none, 7, 0.0).item(), rel_tol=1e-5)
+    assert n_act <= 40 * 5 and fired.sum() > 0
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_fvu_and_evaluate_against_hand_computation():
+    assert fvu_from_sums(2.0, 8.0) == 0.25
+    # one-feature relu SAE on 1-D data: hand-computable
+    from saew.sae.params import SAEParams
+
+    p = SAEParams(w_enc=np.array([[1.0, -1.0, 0.0]], np.float32), b_enc=np.zeros(3, np.float32),
+                  w_dec=np.array([[1.0], [-1.0], [1.0]], np.float32), b_dec=np.zeros(1, np.float32),
+                  architecture="relu")
+    x = torch.tensor([[2.0], [-1.0], [0.0], [3.0]])
+    m = evaluate(p, x)
+    # x_hat == x exactly (x>0 through feature 0, x<0 through feature 1); feature 2 never fires
+    assert m["fvu"] == 0.0 and m["mse"] == 0.0
+    assert m["l0"] == pytest.approx(3 / 4)
+    assert m["dead_frac"] == pytest.approx(1 / 3)
+    p2 = SAEParams(w_enc=p.w_enc, b_enc=p.b_enc, w_dec=np.array([[0.5], [-1.0], [1.0]], np.float32),
+                   b_dec=p.b_dec, architecture="relu")
+    m2 = evaluate(p2, x)
+    sse = (1.0 ** 2 + 0 + 0 + 1.5 ** 2)
+    sst = float(((x - x.mean()) ** 2).sum())
+    assert m2["fvu"] == pytest.approx(sse / sst) and m2["mse"] == pytest.approx(sse / 4)
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu"])
+def test_fold_reproduces_training_forward_on_raw_inputs(arch):
+    cfg = TrainConfig(arch=arch, d_sae=40, k=6)
+    s = random_sae(cfg, 12, seed=3)
+    scale = 2.7
+    x = 4 * torch.randn(50, 12, generator=torch.Generator().manual_seed(2)) + 1
+    xs = x * scale
+    with torch.no_grad():
+        pre = (xs - s.b_dec) @ s.w_enc.t() + s.b_enc
+        if arch == "topk":
+            v, i = pre.topk(6, dim=-1)
+            f = torch.zeros_like(pre).scatter(-1, i, v.clamp_min(0))
+        elif arch == "relu":
+            f = pre.clamp_min(0)
+        else:
+            f = pre * (pre > s.log_thr.exp())
+        x_hat_scaled = f @ s.w_dec + s.b_dec
+    sae = TorchSAE.from_params(fold(s, scale, cfg))
+    fr = sae.encode(x)
+    torch.testing.assert_close(fr, f / scale, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sae.decode(fr), x_hat_scaled / scale, rtol=1e-4, atol=1e-4)
+    assert np.allclose(np.linalg.norm(sae.w_dec.numpy(), axis=1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- training quality
+@pytest.mark.parametrize("arch,kw,max_fvu,max_l0", [
+    ("topk", {"k": 4}, 0.1, 4),
+    ("relu", {"l1": 1.0}, 0.2, 20),      # L1 shrinks slowly: denser than the 3 planted atoms
+    ("jumprelu", {"l0": 0.2}, 0.15, 10),
+])
+def test_training_recovers_planted_dictionary(arch, kw, max_fvu, max_l0):
+    torch.set_num_threads(2)
+    x = planted(n=2048, d=24, atoms=32)
+    cfg = TrainConfig(arch=arch, d_sae=64, batch_size=256, epochs=10, lr=5e-3, log_every=10, **kw)
+    r = train_sae(x, cfg)
+    f = r.final
+    assert f["fvu"] <= max_fvu, f
+    assert f["l0"] <= max_l0, f
+    assert f["dead_frac"] < 0.2, f
+    steps = [row["step"] for row in r.log]
+    assert steps == sorted(set(steps)) and steps[-1] == cfg.n_steps(len(x))
+    assert r.log[-1] == {"step": steps[-1], "tokens_seen": steps[-1] * 256, **f}
+    # the decoder stays unit-norm and the folded SAE reproduces the final metrics
+    assert np.allclose(np.linalg.norm(r.params.w_dec, axis=1), 1.0, atol=1e-5)
+    assert evaluate(r.params, x)["fvu"] == pytest.approx(f["fvu"])
+
+
+def test_dead_features_are_resampled():
+    """A TopK SAE started with half its features unreachable ends with few dead features."""
+    x = planted(n=2048, d=16, atoms=24)
+    cfg = TrainConfig(d_sae=64, k=3, batch_size=256, epochs=8, lr=5e-3, dead_tokens=1024)
+    torch.manual_seed(0)
+    r = train_sae(x, cfg)
+    assert r.final["dead_frac"] < 0.1
+    assert any(row["dead_frac"] >= 0 for row in r.log)
+
+
+# ---------------------------------------------------------------------------- SAELens folders
+@pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu"])
+def test_saelens_folder_round_trip(tmp_path, arch):
+    from sae_lens import SAE
+
+    cfg = TrainConfig(arch=arch, d_sae=40, k=6)
+    p = fold(random_sae(cfg, 12, seed=5), 1.7, cfg)
+    from dataclasses import replace
+
+    p = replace(p, model="m", hook="blocks.3.hook_resid_post")
+    dest = saelens_io.write_folder(tmp_path / "r" / p.hook, p, metadata={"x": 1})
+    saelens_io.write_folder(dest, p)  # a second write replaces the folder
+    assert sorted(q.name for q in dest.parent.iterdir()) == [p.hook]
+    cfg_json = json.loads((dest / "cfg.json").read_text())
+    assert cfg_json["metadata"]["hook_name"] == p.hook and cfg_json["d_sae"] == 40
+    sae = SAE.load_from_disk(str(dest))
+    for name, mine in (("W_enc", p.w_enc), ("W_dec", p.w_dec), ("b_enc", p.b_enc), ("b_dec", p.b_dec)):
+        np.testing.assert_array_equal(getattr(sae, name).detach().numpy(), mine)
+    if arch == "jumprelu":
+        np.testing.assert_array_equal(sae.threshold.detach().numpy(), p.threshold)
+    x = torch.randn(30, 12, generator=torch.Generator().manual_seed(0)) * 3
+    ours = TorchSAE.from_params(p)
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), ours.encode(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sae.decode(sae.encode(x)), ours.decode(ours.encode(x)), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the command
+def test_parse_layers():
+    assert parse_layers("all", 3) == [0, 1, 2]
+    assert parse_layers("1-2", 3) == [1, 2]
+    assert parse_layers("2", 3) == [2]
+    for bad in ("2-1", "3", "0-3", "x", "-1", "1-", ""):
+        with pytest.raises(BadInput):
+            parse_layers(bad, 3)
+
+
+def test_saew_train_minilm_end_to_end(saew, lake, home):
+    from sae_lens import SAE
+
+    args = ["train", "--release", "t", "--model", "minilm", "--layers", "0-1", "--tokens", "600",
+            "--d-sae", "96", "--k", "8", "--steps", "6", "--batch-size", "256"]
+    code, out, err = saew(*args)
+    assert code == 0, err
+    assert "fvu" in out
+    saes = lake.query("SELECT layer, d_in, d_sae, architecture, k, hook, source_format, source_path, "
+                      "source_sha256 FROM saes ORDER BY layer").to_pylist()
+    assert [r["layer"] for r in saes] == [0, 1]
+    for r in saes:
+        assert (r["d_in"], r["d_sae"], r["architecture"], r["k"]) == (384, 96, "topk", 8)
+        assert r["hook"] == f"blocks.{r['layer']}.hook_resid_post"
+        folder = home / "saes" / "t" / r["hook"]
+        assert r["source_path"] == str(folder) and r["source_format"] == "saelens"
+        assert r["source_sha256"] == saelens_io.sha256_file(folder / "sae_weights.safetensors")
+        sae = SAE.load_from_disk(str(folder))
+        p = load_sae(lake, "t", r["layer"])
+        np.testing.assert_array_equal(sae.W_enc.detach().numpy(), p.w_enc)
+        np.testing.assert_array_equal(sae.W_dec.detach().numpy(), p.w_dec)
+        np.testing.assert_array_equal(sae.b_enc.detach().numpy(), p.b_enc)
+        np.testing.assert_array_equal(sae.b_dec.detach().numpy(), p.b_dec)
+    log = lake.query("SELECT layer, step, tokens_seen, fvu, l0, dead_frac FROM training_log "
+                     "ORDER BY layer, step").to_pylist()
+    assert {r["layer"] for r in log} == {0, 1}
+    assert [r["step"] for r in log if r["layer"] == 0][-1] == 6
+    assert all(0 <= r["dead_frac"] <= 1 and r["l0"] <= 8 for r in log)
+    # a re-run replaces its slices, never duplicates
+    code, _, err = saew(*args)
+    assert code == 0, err
+    assert lake.query("SELECT count(*) AS n FROM saes").column("n")[0].as_py() == 2
+    assert lake.query("SELECT count(*) AS n FROM training_log").column("n")[0].as_py() == len(log)
+    assert lake.query("SELECT count(*) AS n FROM features").column("n")[0].as_py() == 2 * 96
+    assert sorted(q.name for q in (home / "saes" / "t").iterdir()) == [
+        "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--layers", "3-1"], "--layers"),
+    (["--layers", "6"], "--layers"),
+    (["--layers", "a-b"], "--layers"),
+    (["--arch", "gated"], "--arch"),
+    (["--k", "100", "--d-sae", "64"], "--k"),
+    (["--d-sae", "0"], "--d-sae"),
+    (["--tokens", "0"], "--tokens"),
+    (["--steps", "0"], "--steps"),
+    (["--workers", "0"], "--workers"),
+])
+def test_saew_train_bad_inputs(saew, home, extra, needle):
+    code, out, err = saew("train", "--release", "bad", "--model", "minilm", "--layers", "0",
+                          "--tokens", "64", "--steps", "1", *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("saew: error:") and needle in lines[0], err
+    assert not (home / "lake").exists() or not any((home / "lake").rglob("*.parquet"))
+    assert not (home / "saes").exists() or not any((home / "saes").rglob("*.safetensors"))
+
+
+def test_input_scale_and_token_weights_by_hand():
+    from saew.compute.training.step import input_scale, token_weights
+
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 2.0], [2.0, -2.0], [100.0, 0.0]])
+    s, c = input_scale(x)
+    # coordinate-wise median (2, 0); squared norms 1, 1, 4, 4, 9604 -> median 4 -> s = sqrt(2/4)
+    assert c.tolist() == [2.0, 0.0] and s == pytest.approx(math.sqrt(2 / 4))
+    w = token_weights(torch.tensor([1.0, 8.0, 16.0, 80.0]), 2, 4.0)
+    assert w.tolist() == pytest.approx([1.0, 1.0, 0.5, 0.1])
+
+
+def test_saew_train_refuses_a_release_of_another_width(saew, lake, home):
+    from tests.factories import make_sae, put_sae
+
+    put_sae(lake, "w", 5, make_sae(d_in=16, d_sae=32))
+    code, _, err = saew("train", "--release", "w", "--model", "minilm", "--layers", "0",
+                        "--tokens", "64", "--steps", "1")
+    assert code == 2 and "d_in 16" in err and len(err.strip().splitlines()) == 1
+    assert lake.query("SELECT layer FROM saes").column("layer").to_pylist() == [5]
+    assert not lake.has_data("training_log")
+    assert not (home / "saes").exists()
+
+
+def test_saew_train_harvest_equals_a_separate_harvest(saew, lake, home):
+    """``train --harvest`` records the training pass exactly as a later ``saew harvest`` would."""
+    code, out, err = saew("train", "--release", "h", "--model", "minilm", "--layers", "0-1",
+                          "--tokens", "500", "--d-sae", "64", "--k", "8", "--steps", "4",
+                          "--batch-size", "128", "--harvest")
+    assert code == 0, err
+    assert "harvested the same 500 tokens" in out
+
+    def snapshot():
+        acts = lake.query("SELECT layer, token_id, feature, value FROM activations "
+                          "ORDER BY layer, token_id, feature").to_pydict()
+        toks = lake.query("SELECT token_id, doc, pos, token FROM tokens ORDER BY token_id").to_pydict()
+        sets = lake.query("SELECT layer, n_tokens FROM activation_sets ORDER BY layer").to_pylist()
+        return acts, toks, sets
+
+    a1, t1, s1 = snapshot()
+    assert s1 == [{"layer": 0, "n_tokens": 500}, {"layer": 1, "n_tokens": 500}]
+    assert 0 < len(a1["value"]) <= 2 * 500 * 8 and min(a1["value"]) > 0
+    code, _, err = saew("harvest", "--release", "h", "--model", "minilm", "--corpus", "builtin",
+                        "--tokens", "500")
+    assert code == 0, err
+    a2, t2, s2 = snapshot()
+    assert t1 == t2 and s1 == s2
+    for key in ("layer", "token_id", "feature"):
+        assert a1[key] == a2[key]
+    np.testing.assert_allclose(a1["value"], a2["value"], rtol=1e-4, atol=1e-5)
+
+
+def test_saew_train_harvest_refuses_untrained_layers(saew, home):
+    args = ["train", "--release", "p", "--model", "minilm", "--tokens", "200", "--d-sae", "32",
+            "--k", "4", "--steps", "1", "--batch-size", "64"]
+    code, _, err = saew(*args, "--layers", "2")
+    assert code == 0, err
+    code, _, err = saew(*args, "--layers", "0", "--harvest")
+    assert code == 2 and "--harvest" in err and "2" in err, err
