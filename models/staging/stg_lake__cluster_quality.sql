@@ -6,5 +6,10 @@ select
     noise_frac,
     coherence,
     silhouette,
-    params
+    params,
+    stability_ari,
+    silhouette_null,
+    coherence_null,
+    largest_share,
+    has_structure
 from {{ source('lake', 'cluster_quality') }}

@@ -93,9 +93,11 @@ _SPECS = [
         "Cluster label per feature (-1 noise, -2 no vector) with 2-D coordinates."),
     TableSpec("cluster_quality", _s(
         ("release", S), ("layer", I), ("space", S), ("n_clusters", I), ("noise_frac", D),
-        ("coherence", D), ("silhouette", D), ("params", S)),
+        ("coherence", D), ("silhouette", D), ("params", S),
+        ("stability_ari", D), ("silhouette_null", D), ("coherence_null", D), ("largest_share", D),
+        ("has_structure", pa.bool_())),
         ("release", "layer", "space"), ("release", "layer", "space"),
-        "Quality of one layer's clustering."),
+        "Quality of one layer's clustering, with its shuffled-label nulls (contract section 6)."),
     TableSpec("transport", _s(
         ("release", S), ("space", S), ("solver", S), ("src_layer", I), ("src_cluster", I),
         ("dst_layer", I), ("dst_cluster", I), ("mass", D), ("cost", D)),

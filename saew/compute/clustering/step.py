@@ -290,6 +290,9 @@ def quality(vectors: np.ndarray, res: LayerClusters, cfg: ClusterConfig) -> dict
         "noise_frac": float((lab == NOISE).mean()) if len(lab) else None,
         "coherence": coherence(u, lab),
         "silhouette": silhouette(u, lab, cfg.silhouette_sample, cfg.seed),
+        # filled by the evidence gates (issue 14); NULL until then
+        "stability_ari": None, "silhouette_null": None, "coherence_null": None,
+        "largest_share": None, "has_structure": None,
     }
 
 
