@@ -80,3 +80,12 @@ def test_sources_file_is_generated_from_schemas():
     from saew.storage.dbt_sources import SOURCES_FILE, render
 
     assert SOURCES_FILE.read_text() == render(), "run: python -m saew.storage.dbt_sources"
+
+
+def test_null_draw_names_round_trip():
+    from saew.storage.names import null_draw_index, null_draw_method
+
+    assert [null_draw_method(i) for i in range(3)] == ["random", "random.1", "random.2"]
+    assert [null_draw_index(null_draw_method(i)) for i in range(12)] == list(range(12))
+    assert null_draw_index("folded") is None and null_draw_index("random.0") is None
+    assert null_draw_index("random.01") is None and null_draw_index("randomly") is None
