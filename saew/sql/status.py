@@ -25,7 +25,7 @@ def run(args, ctx) -> str:
         if not parts:
             return f"{lake.home}: empty warehouse (no tables yet)"
         rel = con.sql(" UNION ALL ".join(parts) + " ORDER BY release, tbl")
-        runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+        runs = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]  # fetchall: DuckDB 2 refuses new work on a half-read result
         from saew.sql.query import render
         return f"warehouse {lake.home}  ({runs} runs)\n" + render(rel, args.format)
     finally:
