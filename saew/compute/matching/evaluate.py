@@ -20,7 +20,8 @@ activation at l or l+1 (the first ``--tokens`` of them, by token_id, if given), 
 
 Baselines written alongside every matching method (same space): ``identity`` (pi(i) = i, only
 when both layers have the same width) and ``random`` (the ``random`` matches of that space if
-present, else the seeded bijection ``saew match --method random`` would draw).
+present, else the seeded bijection ``saew match --method random`` would draw).  The further null
+draws ``random.<i>`` are skipped unless named by ``--method``.
 """
 from __future__ import annotations
 
@@ -147,6 +148,7 @@ def run(args, ctx) -> str:
 
     from saew.compute.matching.assignment import random_bijection
     from saew.compute.matching.step import SPACES, adjacent_pairs
+    from saew.storage.names import null_draw_index
 
     lake, release = ctx.lake, args.release
     if args.space not in SPACES:
@@ -156,7 +158,9 @@ def run(args, ctx) -> str:
     pairs = adjacent_pairs(lake, release)
     present = lake.query("SELECT DISTINCT src_layer, method FROM matches WHERE release = ? AND space = ?",
                          [release, args.space])
-    have = set(zip(present.column("src_layer").to_pylist(), present.column("method").to_pylist()))
+    # the null is draw 0 (``random``): the further draws random.<i> are not methods of their own
+    have = {(s, m) for s, m in zip(present.column("src_layer").to_pylist(), present.column("method").to_pylist())
+            if not null_draw_index(m) or m == args.method}
     if args.method != "all" and args.method not in {m for _, m in have} | {"identity", "random"}:
         raise BadInput(f"--method {args.method!r}: no {args.space}-space matches of that method for "
                        f"release {release!r}; run saew match first")

@@ -9,10 +9,12 @@ Decoder space, per method (theta = JumpReLU threshold, 1 where none; see warehou
   unfolded        as folded, on the raw parameters
   cosine          1 - cos(w_dec_i, w_dec_j)
   random          a seeded uniformly random bijection (null model): SeedSequence(--seed,
-                  spawn_key=(src_layer,)); its cost column is the folded cost.
+                  spawn_key=(src_layer,)); its cost column is the folded cost.  With
+                  ``--draws N`` (default 10) draws 1..N-1 are stored as methods random.<i>
+                  (storage.names.null_draw_method), each from its own stream (null_entropy).
 Text space: cost 1 - cos(e_i, e_j) of description embeddings of one embedder; features without
 an embedding are left out.  Methods there: ``cosine`` (the default: the text cost) and
-``random`` (cost column = the text cost).
+``random`` (cost column = the text cost; draws as in decoder space).
 The matching is the exact minimum-total-cost one-to-one matching of min(F_l, F_l+1) pairs
 (compute.assignment); ``cost`` is the method's cost of the pair in float64, ``cosine`` the
 cosine of the pair's vectors in the match space (decoder rows, or embeddings).
@@ -24,11 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from saew.errors import BadInput
+from saew.storage.names import (DECODER_METHODS, NULL_METHOD, SPACES, TEXT_METHODS, null_draw_index,
+                                null_draw_method)
 
-SPACES = ("decoder", "text")
-DECODER_METHODS = ("folded", "folded-decoder", "unfolded", "cosine", "random")
-TEXT_METHODS = ("cosine", "random")
 SOLVERS = ("auto", "exact", "sparse")
+DEFAULT_DRAWS = 10            # null draws of ``--method random``; ``--method all`` draws 1 unless told
+_NULL_TAG = 0x6E756C6C        # "null": keeps the draw streams apart from every other spawn key
 
 
 def add_arguments(p) -> None:
@@ -49,6 +52,10 @@ def add_arguments(p) -> None:
                    help="sparse solver: precision of the screening GEMM; auto (default) is "
                         "bfloat16 on CPUs with native bf16 (about 2.4x faster), else float32. "
                         "The matching is exact either way (rigorous rounding bounds)")
+    p.add_argument("--draws", type=int, default=None,
+                   help=f"--method random: how many seeded null matchings to store, as methods "
+                        f"random, random.1, ... (default {DEFAULT_DRAWS}; --method all stores 1 "
+                        f"unless given); a re-run replaces the whole set")
 
 
 @dataclass
@@ -72,6 +79,33 @@ def resolve_methods(space: str, method: str | None) -> list[str]:
     if method not in allowed:
         raise BadInput(f"--method {method!r}: the {space} space takes {', '.join(allowed)} or all")
     return [method]
+
+
+def resolve_draws(method: str | None, draws: int | None) -> int:
+    """How many null draws a run stores: ``--draws`` (only with --method random or all), else
+    DEFAULT_DRAWS for --method random and 1 for all; 0 when the run writes no null."""
+    if draws is not None:
+        if method not in (NULL_METHOD, "all"):
+            raise BadInput(f"--draws {draws}: only --method {NULL_METHOD} (or all) takes draws, "
+                           f"not --method {method or 'the default'}")
+        if draws < 1:
+            raise BadInput(f"--draws {draws}: must be at least 1")
+        return int(draws)
+    return DEFAULT_DRAWS if method == NULL_METHOD else 1 if method == "all" else 0
+
+
+def null_entropy(seed: int, space: str, draw: int) -> int:
+    """The entropy of null draw ``draw``'s streams, one per layer pair: SeedSequence(entropy,
+    spawn_key=(src_layer,)) as ``random_bijection`` draws them.
+
+    Draw 0 is ``seed`` itself, so ``random`` is what it always was.  Draw i >= 1 is the 128-bit
+    integer of SeedSequence(seed, spawn_key=(_NULL_TAG, SPACES.index(space), i)).generate_state(4):
+    independent across draws, spaces and (through the spawn key) layer pairs, reproducible.
+    """
+    if draw == 0:
+        return int(seed)
+    words = np.random.SeedSequence(int(seed), spawn_key=(_NULL_TAG, SPACES.index(space), int(draw)))
+    return int.from_bytes(words.generate_state(4, np.uint32).tobytes(), "little")
 
 
 def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, stream: int = 0,
@@ -148,12 +182,17 @@ def run(args, ctx) -> str:
 
     lake, release = ctx.lake, args.release
     methods = resolve_methods(args.space, args.method)
+    draws = resolve_draws(args.method, args.draws)
     if args.solver not in SOLVERS:
         raise BadInput(f"--solver {args.solver!r}: expected one of {', '.join(SOLVERS)}")
     if args.candidates < 1:
         raise BadInput(f"--candidates {args.candidates}: must be at least 1")
     cfg = SolverConfig(k=args.candidates, screen=resolve_screen(args.screen))
     pairs = adjacent_pairs(lake, release)
+    runs = [(m, 0) for m in methods if m != NULL_METHOD]
+    runs += [(NULL_METHOD, d) for d in range(draws)] if NULL_METHOD in methods else []
+    if draws:
+        drop_stale_draws(lake, release, args.space, [l0 for l0, _ in pairs], draws)
     embedder = pick_embedder(lake, release, args.embedder) if args.space == "text" else None
     cache: dict[int, object] = {}
 
@@ -175,21 +214,49 @@ def run(args, ctx) -> str:
                            f"d_in {b.d_in}; adjacent SAEs must share d_in to be matched")
         if embedder is not None and a[1].shape[1] != b[1].shape[1]:
             raise BadInput(f"release {release!r}: embeddings of layers {l0} and {l1} differ in width")
-        for method in methods:
-            seed = (int(ctx.seed), int(l0))
+        nulls = []
+        for method, draw in runs:
+            seed = (null_entropy(ctx.seed, args.space, draw), int(l0))
             if embedder is None:
                 r = match_pair(a, b, method, args.solver, *seed, cfg=cfg)
             else:
                 r = match_text(a[1], a[0], b[1], b[0], method, args.solver, *seed, cfg=cfg)
+            name = null_draw_method(draw) if method == NULL_METHOD else method
             lake.write("matches", {
                 "src_feature": r.src_feature.astype(np.int32),
                 "dst_layer": np.full(len(r.src_feature), l1, dtype=np.int32),
                 "dst_feature": r.dst_feature.astype(np.int32),
                 "cost": r.cost.astype(np.float64), "cosine": r.cosine.astype(np.float64),
-            }, release=release, space=args.space, method=method, src_layer=int(l0))
-            lines.append(f"  {l0} -> {l1} {method}: {len(r.src_feature)} pairs, total cost "
-                         f"{r.total:.6g}, mean cosine {float(np.mean(r.cosine)) if len(r.cosine) else float('nan'):.3f}"
-                         f" [{r.stats.get('solver')}]")
+            }, release=release, space=args.space, method=name, src_layer=int(l0))
+            if method == NULL_METHOD:
+                nulls.append(r)
+            else:
+                lines.append(_line(l0, l1, method, r))
+        if nulls:
+            lines.append(_line(l0, l1, NULL_METHOD + (f" ({len(nulls)} draws, mean)" if len(nulls) > 1 else ""),
+                               *nulls))
     head = (f"matched {len(pairs)} layer pair(s) of {release!r} in {args.space} space"
-            + (f" (embedder {embedder})" if embedder else "") + f": {', '.join(methods)}")
+            + (f" (embedder {embedder})" if embedder else "") + f": {', '.join(methods)}"
+            + (f" ({draws} null draws)" if draws > 1 else ""))
     return "\n".join([head, *lines])
+
+
+def _line(l0: int, l1: int, label: str, *rs: PairMatch) -> str:
+    """One output line for a layer pair: pairs, total cost and mean cosine (means over draws)."""
+    total = float(np.mean([r.total for r in rs]))
+    cos = [float(np.mean(r.cosine)) if len(r.cosine) else float("nan") for r in rs]
+    return (f"  {l0} -> {l1} {label}: {len(rs[0].src_feature)} pairs, total cost {total:.6g}, "
+            f"mean cosine {float(np.mean(cos)):.3f} [{rs[0].stats.get('solver')}]")
+
+
+def drop_stale_draws(lake, release: str, space: str, src_layers: list[int], draws: int) -> None:
+    """Delete the null draws ``random.<i>``, i >= ``draws``, of these source layers (in the run's
+    transaction), so a re-run with fewer draws leaves exactly ``draws`` of them."""
+    t = lake.query("SELECT DISTINCT method, src_layer FROM matches WHERE release = ? AND space = ?",
+                   [release, space])
+    keep = set(src_layers)
+    for method, layer in zip(t.column("method").to_pylist(), t.column("src_layer").to_pylist()):
+        i = null_draw_index(method)
+        if i is not None and i >= draws and layer in keep:
+            lake.delete_partition("matches", release=release, space=space, method=method,
+                                  src_layer=int(layer))

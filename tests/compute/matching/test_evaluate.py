@@ -92,6 +92,20 @@ def test_cli_evaluate_matched_baseline_random_from_matches(saew, lake):
     assert t.column("method").to_pylist() == ["random"] and t.column("fvu")[0].as_py() > 0.1
 
 
+def test_cli_evaluate_takes_draw_zero_as_the_null_and_skips_the_other_draws(saew, lake):
+    _lake_with_planted(lake)
+    assert saew("match", "--release", "r", "--method", "folded")[0] == 0
+    assert saew("match", "--release", "r", "--method", "random", "--draws", "4")[0] == 0
+    code, out, err = saew("evaluate", "--release", "r")
+    assert code == 0, err
+    t = lake.query("SELECT method FROM reconstruction ORDER BY method")
+    assert t.column("method").to_pylist() == ["folded", "identity", "random"]
+    assert "random.1" not in out
+    # a draw named by --method is evaluated like any method
+    assert saew("evaluate", "--release", "r", "--method", "random.2")[0] == 0
+    assert "random.2" in lake.query("SELECT method FROM reconstruction").column("method").to_pylist()
+
+
 @pytest.mark.parametrize("setup, argv, needle", [
     ("no_matches", ["--release", "r"], "no decoder-space matches"),
     ("no_codes", ["--release", "r"], "no activations"),
