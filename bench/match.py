@@ -81,7 +81,8 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="compare with scipy's dense solver")
     args = ap.parse_args()
 
-    from saew.compute.matching.assignment import SolverConfig, SqEuclidCosts, resolve_screen, solve
+    from saew.compute.matching.costs import SqEuclidCosts, resolve_screen
+    from saew.compute.matching.solver import SolverConfig, solve
     from saew.compute.matching.step import match_pair
     from saew.sae.costs import match_vectors
 

@@ -146,7 +146,7 @@ def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
-    from saew.compute.matching.assignment import random_bijection
+    from saew.compute.matching.solver import random_bijection
     from saew.compute.matching.step import SPACES, adjacent_pairs
     from saew.storage.names import null_draw_index
 

@@ -16,7 +16,7 @@ Text space: cost 1 - cos(e_i, e_j) of description embeddings of one embedder; fe
 an embedding are left out.  Methods there: ``cosine`` (the default: the text cost) and
 ``random`` (cost column = the text cost; draws as in decoder space).
 The matching is the exact minimum-total-cost one-to-one matching of min(F_l, F_l+1) pairs
-(compute.assignment); ``cost`` is the method's cost of the pair in float64, ``cosine`` the
+(compute.matching.solver); ``cost`` is the method's cost of the pair in float64, ``cosine`` the
 cosine of the pair's vectors in the match space (decoder rows, or embeddings).
 """
 from __future__ import annotations
@@ -113,7 +113,8 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
     """SAE Match of two SAEs (``SAEParams``) in decoder space with one method."""
     from saew.sae.costs import match_vectors, pair_cosines, pair_costs
 
-    from saew.compute.matching.assignment import CosineCosts, SolverConfig, SqEuclidCosts, random_bijection, solve
+    from saew.compute.matching.costs import CosineCosts, SqEuclidCosts
+    from saew.compute.matching.solver import SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
     if method == "random":
@@ -136,7 +137,8 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
 def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: np.ndarray,
                method: str, solver: str = "auto", seed: int = 0, stream: int = 0, cfg=None) -> PairMatch:
     """Text-space match: cost 1 - cos(e_i, e_j) between embedded features ``f_src``/``f_dst``."""
-    from saew.compute.matching.assignment import CosineCosts, SolverConfig, random_bijection, solve
+    from saew.compute.matching.costs import CosineCosts
+    from saew.compute.matching.solver import SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
     costs = CosineCosts(e_src, e_dst, screen=cfg.screen)
@@ -177,7 +179,8 @@ def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
-    from saew.compute.matching.assignment import SolverConfig, resolve_screen
+    from saew.compute.matching.costs import resolve_screen
+    from saew.compute.matching.solver import SolverConfig
     from saew.compute.text.embed import pick_embedder
 
     lake, release = ctx.lake, args.release

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saew.compute.cpu import native_bf16
 from saew.errors import BadInput
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -121,15 +122,6 @@ def load_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.n
 
 
 DTYPES = ("auto", "float32", "bfloat16")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, Linux flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from saew.compute.matching.assignment import CosineCosts, SolverConfig, SqEuclidCosts, random_bijection, solve
+from saew.compute.matching.costs import CosineCosts, SqEuclidCosts
+from saew.compute.matching.solver import SolverConfig, random_bijection, solve
 from saew.compute.matching.step import match_pair
 from tests.factories import make_sae, put_sae
 from tests.factories_match import planted_next_layer, put_embeddings, twin_jumprelu
@@ -192,7 +193,7 @@ def test_cosine_costs_of_raw_vectors_with_zero_rows():
 def test_bfloat16_screen_stays_within_its_bound_and_exact(kind):
     """The bfloat16 screening pass is coarse (bound ~1% of the costs) but rigorous: the
     certificate then does more work, and the optimum is still exactly scipy's."""
-    from saew.compute.matching.assignment import resolve_screen
+    from saew.compute.matching.costs import resolve_screen
 
     rng = np.random.default_rng(4)
     a = (rng.standard_normal((300, 200)) * rng.random((300, 1)) * 3).astype(np.float32)
@@ -226,7 +227,7 @@ def test_cli_screens_agree(saew, lake):
 
 
 def test_row_sqnorms_accumulate_in_float64():
-    from saew.compute.matching.lap_sparse import row_sqnorms
+    from saew.compute.matching.pair_kernels import row_sqnorms
 
     a = np.random.default_rng(0).standard_normal((100, 1537)).astype(np.float32)
     np.testing.assert_allclose(row_sqnorms(a), (a.astype(np.float64) ** 2).sum(1), rtol=1e-13)

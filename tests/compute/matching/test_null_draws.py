@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saew.compute.matching.assignment import random_bijection
+from saew.compute.matching.solver import random_bijection
 from saew.compute.matching.step import null_entropy
 from saew.sae.costs import pair_cosines, pair_costs
 from saew.storage.names import null_draw_index, null_draw_method
