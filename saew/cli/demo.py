@@ -12,11 +12,19 @@ import time
 
 from saew.cli.commands import build_parser, execute
 from saew.errors import BadInput
+from saew.storage.names import NULL_METHOD, link_name
 
 DEFAULT_TOKENS = {"smollm2": 32768, "minilm": 20000}
 # per-model training settings of the demo: SmolLM2's deep layers (26-28) need the extra steps
 # of 512-token batches to stay under fvu 0.2 on 32,768 tokens (0.190 vs 0.203 at layer 28)
 DEMO_TRAIN = {"smollm2": ["--batch-size", "512"]}
+NULL_DRAWS = 10             # random matchings per space: the null band is their mean +- 2 sd
+STABILITY_SEEDS = 2         # cluster runs per layer behind cluster_quality.stability_ari
+# options a step may not take yet (added by other work): dropped with a note rather than failing
+OPTIONAL = {"--stability"}
+# the findings the summary shows: (cluster space, link) -- each space's clusters through its match
+FINDINGS = (("decoder", link_name("match", "decoder", "folded")),
+            ("text", link_name("match", "text", "cosine")))
 
 
 def add_arguments(p) -> None:
@@ -37,15 +45,17 @@ def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
              "--arch", args.arch, "--tokens", str(tokens), "--harvest", *DEMO_TRAIN.get(args.model, [])]
     if args.d_sae:
         train += ["--d-sae", str(args.d_sae)]
+    null, stab = ["--draws", str(NULL_DRAWS)], ["--stability", str(STABILITY_SEEDS)]
     return [
         ("train SAEs and harvest their activations (one model pass)", train),
         ("describe features", ["describe", *r]),
         ("embed descriptions", ["embed", *r, "--dtype", "auto"]),
         ("match (decoder, folded)", ["match", *r, "--space", "decoder", "--method", "folded"]),
-        ("match (decoder, random null)", ["match", *r, "--space", "decoder", "--method", "random"]),
+        ("match (decoder, random null)", ["match", *r, "--space", "decoder", "--method", NULL_METHOD, *null]),
         ("match (text)", ["match", *r, "--space", "text"]),
-        ("cluster (decoder)", ["cluster", *r, "--space", "decoder"]),
-        ("cluster (text)", ["cluster", *r, "--space", "text"]),
+        ("match (text, random null)", ["match", *r, "--space", "text", "--method", NULL_METHOD, *null]),
+        ("cluster (decoder)", ["cluster", *r, "--space", "decoder", *stab]),
+        ("cluster (text)", ["cluster", *r, "--space", "text", *stab]),
         ("transport (decoder)", ["transport", *r, "--space", "decoder"]),
         ("transport (text)", ["transport", *r, "--space", "text"]),
         ("co-activation", ["coactivation", *r]),
@@ -67,7 +77,7 @@ def run(args, ctx) -> str:
     for label, argv in _steps(args, release, tokens):
         t0 = time.time()
         print(f"[demo] {label} ...", file=sys.stderr, flush=True)
-        sub = parser.parse_args(argv + common)
+        sub = _parse(parser, argv + common)
         try:
             out = execute(sub._words, sub)
         except BadInput as e:
@@ -82,26 +92,36 @@ def run(args, ctx) -> str:
     return summary(ctx, release, time.time() - t_all, skipped)
 
 
+def _parse(parser, argv: list[str]):
+    """Parse one step's words; an OPTIONAL option the step does not take (yet) is dropped with
+    a note, anything else unknown is an error."""
+    sub, extra = parser.parse_known_args(argv)
+    if not extra:
+        return sub
+    drop = [a for a in extra if a in OPTIONAL]
+    if len(drop) != len([a for a in extra if a.startswith("--")]):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    keep = list(argv)
+    for a in drop:
+        k = keep.index(a)
+        del keep[k:k + 2]
+        print(f"[demo]   (saew {argv[0]} takes no {a} here yet: running without it)", file=sys.stderr)
+    return parser.parse_args(keep)
+
+
 def summary(ctx, release: str, seconds: float, skipped: list[str]) -> str:
     from saew.storage import catalog
-    from saew.sql.query import render
 
     con = catalog.connect(ctx.lake, read_only=True)
     lines = [f"saew demo: release {release!r} done in {seconds / 60:.1f} min"]
     try:
-        n = con.execute("SELECT count(*), sum(d_sae), min(d_sae) FROM saes WHERE release = ?",
-                        [release]).fetchall()[0]
-        lines.append(f"  layers: {n[0]}, features: {n[1]} ({n[2]} per layer)")
         try:
-            rel = con.sql(
-                "SELECT src_layer, dst_layer, n_src_clusters AS clusters, round(survive_rate, 3) AS survive, "
-                "round(split_rate, 3) AS split, round(merge_rate, 3) AS merge, round(mean_leak, 3) AS leak "
-                "FROM fct_layer_evolution WHERE release = $r AND cluster_space = 'decoder' "
-                "AND link = 'match/decoder/folded' ORDER BY src_layer", params={"r": release})
-            lines.append("  cluster evolution (decoder clusters, link match/decoder/folded):")
-            lines += ["    " + ln for ln in render(rel, "table", 40).splitlines()]
-        except Exception as e:  # marts not built
-            lines.append(f"  (no evolution table: {str(e).splitlines()[0]})")
+            n = con.execute("SELECT count(*), sum(d_sae), min(d_sae) FROM saes WHERE release = ?",
+                            [release]).fetchall()[0]
+            lines.append(f"  layers: {n[0]}, features: {n[1]} ({n[2]} per layer)")
+        except Exception as e:  # no catalog views
+            lines.append(f"  (no SAE table: {str(e).splitlines()[0]})")
+        lines += findings(con, release)
     finally:
         con.close()
     if skipped:
@@ -110,3 +130,107 @@ def summary(ctx, release: str, seconds: float, skipped: list[str]) -> str:
     lines.append(f"  warehouse: {ctx.home / 'saew.duckdb'}  (saew query --home {ctx.home} \"...\")")
     lines.append(f"  report:    {report}" + ("" if report.exists() else " (not written)"))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- findings
+_RATES = ("survive_rate", "merge_rate")
+
+
+def findings(con, release: str) -> list[str]:
+    """The demo's result, from the dbt model ``rpt_layer_findings``: per space, each layer
+    pair's survive and merge rates beside their null band (mean +- 2 sd over the random
+    matchings), ``*`` where the mart marks the rate beyond the null (|z| > 2), "no structure"
+    where a layer's clusters beat no null, and one sentence on how many layer pairs show
+    survival above the band.  One line when the mart is missing."""
+    cols = ["cluster_space", "link", "src_layer", "dst_layer", "n_src_clusters", "verdict",
+            "src_has_structure", "dst_has_structure"]
+    for r in _RATES:
+        cols += [r, f"null_{r}", f"null_{r}_sd", f"{r}_beyond_null"]
+    where = " OR ".join("(cluster_space = ? AND link = ?)" for _ in FINDINGS)
+    try:
+        rel = con.execute(f"SELECT {', '.join(cols)} FROM rpt_layer_findings WHERE release = ? "
+                          f"AND ({where}) ORDER BY cluster_space, src_layer",
+                          [release, *[x for f in FINDINGS for x in f]])
+        rows = [dict(zip(cols, r)) for r in rel.fetchall()]
+    except Exception as e:  # marts not built, or built before rpt_layer_findings existed
+        return [f"  (no findings: rpt_layer_findings is not readable; run saew build: "
+                f"{str(e).splitlines()[0]})"]
+    out = []
+    for space, link in FINDINGS:
+        out += space_findings(space, link, [r for r in rows if r["cluster_space"] == space
+                                            and r["link"] == link])
+    return out
+
+
+def space_findings(space: str, link: str, rows: list[dict]) -> list[str]:
+    """The table and the sentence of one cluster space (rows: its layer pairs, in order)."""
+    head = f"  {space} clusters, link {link}:"
+    if not rows:
+        return [head, f"    no layer pairs (run saew match and saew cluster for the {space} space, then saew build)"]
+    lines = [head, f"    {'layers':>9}  {'clusters':>8}  {'survive (null mean +- 2 sd)':<31}  "
+                   f"merge (null mean +- 2 sd)"]
+    for r in rows:
+        pair = f"{r['src_layer']} -> {r['dst_layer']}"
+        if r["verdict"] == "no structure":
+            lines.append(f"    {pair:>9}  {_num(r['n_src_clusters']):>8}  no structure")
+            continue
+        cells = [_rate_cell(r, rate) for rate in _RATES]
+        lines.append(f"    {pair:>9}  {_num(r['n_src_clusters']):>8}  {cells[0]:<31}  {cells[1]}".rstrip())
+    lines.append("    * beyond the null (|z| > 2)")
+    gone = sorted({r["src_layer"] for r in rows if r["src_has_structure"] is False}
+                  | {r["dst_layer"] for r in rows if r["dst_has_structure"] is False})
+    if gone:
+        lines.append(f"    no structure at layer{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}")
+    lines.append("  " + verdict_sentence(space, link, rows))
+    return lines
+
+
+def _num(x) -> str:
+    return "-" if x is None else str(x)
+
+
+def _rate_cell(r: dict, rate: str) -> str:
+    """``0.420 (0.350 +- 0.050) *``: the rate, its null band, the mark beyond the null."""
+    v, mean, sd = r[rate], r[f"null_{rate}"], r[f"null_{rate}_sd"]
+    if v is None:
+        return "-"
+    if mean is None:
+        return f"{v:.3f} (no null)"
+    band = f"{mean:.3f} +- {2 * sd:.3f}" if sd is not None else f"{mean:.3f}, one draw"
+    return f"{v:.3f} ({band})" + (" *" if r[f"{rate}_beyond_null"] else "")
+
+
+def verdict_sentence(space: str, link: str, rows: list[dict]) -> str:
+    """How many layer pairs show survival above the null band; said plainly when that is not
+    most of them.  Above = the mart's survive_rate_beyond_null and the rate over the null mean."""
+    label = f"{link.split('/')[-1]}-match survival"
+    n = len(rows)
+    counts = {"above": 0, "within": 0, "below": 0, "no structure": 0, "no null": 0}
+    for r in rows:
+        if r["verdict"] == "no structure":
+            counts["no structure"] += 1
+        elif r["verdict"] == "no null" or r["null_survive_rate"] is None or r["survive_rate"] is None:
+            counts["no null"] += 1
+        elif r["survive_rate_beyond_null"]:
+            counts["above" if r["survive_rate"] > r["null_survive_rate"] else "below"] += 1
+        else:
+            counts["within"] += 1
+    where = {"within": "within it", "below": "below it", "no structure": "no structure",
+             "no null": "no null"}
+    if counts["above"] * 2 > n:
+        rest = [f"{where[k]} at {c}" for k, c in counts.items() if k != "above" and c]
+        return (f"{space} clusters: {label} is above the null band at {counts['above']} of {n} layer "
+                f"pairs" + (f" ({', '.join(rest)})." if rest else "."))
+    if counts["no null"] == n:
+        return (f"{space} clusters: no null to compare with; run saew match --space {space} "
+                f"--method {NULL_METHOD} and saew build.")
+    others = [k for k in counts if k != "above"]
+    if all(counts["within"] >= counts[k] for k in others):
+        head = f"is within the null band at {counts['within']} of {n} layer pairs"
+        rest = [f"above it at {counts['above']}"] + [f"{where[k]} at {counts[k]}" for k in others
+                                                    if k != "within" and counts[k]]
+    else:
+        head = f"is above the null band at only {counts['above']} of {n} layer pairs"
+        rest = [f"{where[k]} at {counts[k]}" for k in others if counts[k]]
+    return (f"{space} clusters: {label} {head} ({', '.join(rest)}): most layer pairs show nothing "
+            f"beyond a random matching.")
