@@ -49,7 +49,10 @@ def main() -> None:
 
     from saew.compute.corpus import load_corpus
     from saew.compute.lm import load_model, residuals
-    from saew.compute.training.step import _SAE, EXPANSION, TrainConfig, _topk_step, parse_layers, train_sae
+    from saew.compute.training.config import TrainConfig
+    from saew.compute.training.model import TrainingSAE, topk_step
+    from saew.compute.training.step import EXPANSION, parse_layers
+    from saew.compute.training.trainer import train_sae
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -68,11 +71,11 @@ def main() -> None:
     print(f"training total {total:.1f}s ({total / len(layers):.1f}s per layer)")
 
     x = acts[layers[0]][: cfg.batch_size].contiguous()
-    s = _SAE(x, x.mean(0), cfg, torch.Generator().manual_seed(0))
+    s = TrainingSAE(x, x.mean(0), cfg, torch.Generator().manual_seed(0))
     w = torch.ones(x.shape[0])
     dead = torch.zeros(cfg.d_sae, dtype=torch.bool)
     with torch.no_grad():
-        sparse = timed(lambda: _topk_step(s, x, w, cfg, dead))
+        sparse = timed(lambda: topk_step(s, x, w, cfg, dead))
     dense = timed(lambda: dense_topk_step(s, x, cfg.k))
     print(f"one TopK step (batch {cfg.batch_size}, d_sae {cfg.d_sae}): sparse hand gradients = "
           f"{sparse / dense:.2f} x dense autograd")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from saew.errors import BadInput
+from saew.sae.metrics import fvu
 
 CHUNK_TOKENS = 16384
 
@@ -40,11 +41,6 @@ def add_arguments(p) -> None:
                         "and random baselines are always written")
     p.add_argument("--tokens", type=int, default=None,
                    help="use at most N tokens (the first N by token_id; default all)")
-
-
-def fvu(num: float, den: float) -> float:
-    """Fraction of variance unexplained: sum ||x_hat - x||^2 / sum ||x - mean(x)||^2."""
-    return float(num / den) if den > 0 else float("nan")
 
 
 def gathered_decoder(w_dec: np.ndarray, n_src: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

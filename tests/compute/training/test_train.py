@@ -11,8 +11,12 @@ import torch
 
 from saew.sae import saelens as saelens_io
 from saew.sae.encode import TorchSAE
-from saew.compute.training.step import (TrainConfig, _SAE, _topk_step, evaluate, fold, fvu_from_sums,
-                           parse_layers, train_sae)
+from saew.compute.training.config import TrainConfig
+from saew.compute.training.metrics import evaluate
+from saew.compute.training.model import TrainingSAE, to_params, topk_step
+from saew.compute.training.step import parse_layers
+from saew.compute.training.trainer import train_sae
+from saew.sae.metrics import fvu
 from saew.errors import BadInput
 from saew.storage.saes import load_sae
 
@@ -30,10 +34,10 @@ def planted(n: int = 4096, d: int = 32, atoms: int = 48, active: int = 3, seed: 
     return 3.0 * (codes @ D + 0.5 + 0.01 * torch.randn(n, d, generator=g))
 
 
-def random_sae(cfg: TrainConfig, d: int, seed: int = 0) -> _SAE:
+def random_sae(cfg: TrainConfig, d: int, seed: int = 0) -> TrainingSAE:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(64, d, generator=g)
-    s = _SAE(x, 0.3 * torch.randn(d, generator=g), cfg, g)
+    s = TrainingSAE(x, 0.3 * torch.randn(d, generator=g), cfg, g)
     with torch.no_grad():
         s.b_enc += 0.2 * torch.randn(cfg.d_sae, generator=g)
         s.w_enc.mul_(1.0 + torch.rand(cfg.d_sae, 1, generator=g))
@@ -67,7 +71,7 @@ def test_topk_hand_gradients_equal_autograd(with_aux):
     dead[::3] = with_aux
     w = 0.2 + torch.rand(40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        sse, n_act, fired, x_hat = _topk_step(s, x, w, cfg, dead)
+        sse, n_act, fired, x_hat = topk_step(s, x, w, cfg, dead)
     ref = [t.detach().clone().requires_grad_() for t in (s.w_enc, s.b_enc, s.w_dec, s.b_dec)]
     reference_loss(*ref, x, w, 5, dead, 7, 0.25).backward()
     for mine, r in zip((s.w_enc, s.b_enc, s.w_dec, s.b_dec), ref):
@@ -79,7 +83,7 @@ def test_topk_hand_gradients_equal_autograd(with_aux):
 
 # ---------------------------------------------------------------------------- metrics
 def test_fvu_and_evaluate_against_hand_computation():
-    assert fvu_from_sums(2.0, 8.0) == 0.25
+    assert fvu(2.0, 8.0) == 0.25
     # one-feature relu SAE on 1-D data: hand-computable
     from saew.sae.params import SAEParams
 
@@ -117,7 +121,7 @@ def test_fold_reproduces_training_forward_on_raw_inputs(arch):
         else:
             f = pre * (pre > s.log_thr.exp())
         x_hat_scaled = f @ s.w_dec + s.b_dec
-    sae = TorchSAE.from_params(fold(s, scale, cfg))
+    sae = TorchSAE.from_params(to_params(s, scale, cfg))
     fr = sae.encode(x)
     torch.testing.assert_close(fr, f / scale, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(sae.decode(fr), x_hat_scaled / scale, rtol=1e-4, atol=1e-4)
@@ -163,7 +167,7 @@ def test_saelens_folder_round_trip(tmp_path, arch):
     from sae_lens import SAE
 
     cfg = TrainConfig(arch=arch, d_sae=40, k=6)
-    p = fold(random_sae(cfg, 12, seed=5), 1.7, cfg)
+    p = to_params(random_sae(cfg, 12, seed=5), 1.7, cfg)
     from dataclasses import replace
 
     p = replace(p, model="m", hook="blocks.3.hook_resid_post")
@@ -254,7 +258,7 @@ def test_saew_train_bad_inputs(saew, home, extra, needle):
 
 
 def test_input_scale_and_token_weights_by_hand():
-    from saew.compute.training.step import input_scale, token_weights
+    from saew.compute.training.trainer import input_scale, token_weights
 
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 2.0], [2.0, -2.0], [100.0, 0.0]])
     s, c = input_scale(x)
