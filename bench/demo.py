@@ -39,7 +39,7 @@ def bare_forward(model_name: str, tokens: int) -> tuple[float, float]:
     import torch
 
     from saew.compute.corpus import load_corpus
-    from saew.compute.lm import load_model
+    from saew.compute.lm.load import load_model
 
     t0 = time.perf_counter()
     model = load_model(model_name)

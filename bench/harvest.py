@@ -30,7 +30,7 @@ def main() -> None:
     import torch
 
     from saew.compute.corpus import load_corpus
-    from saew.compute.lm import load_model
+    from saew.compute.lm.load import load_model
     from tests.factories import make_sae, put_sae, run_saew
     from saew.storage.lake import Lake
 

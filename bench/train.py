@@ -48,7 +48,8 @@ def main() -> None:
     import torch
 
     from saew.compute.corpus import load_corpus
-    from saew.compute.lm import load_model, residuals
+    from saew.compute.lm.load import load_model
+    from saew.compute.lm.model import residuals
     from saew.compute.training.config import TrainConfig
     from saew.compute.training.model import TrainingSAE, topk_step
     from saew.compute.training.step import EXPANSION, parse_layers

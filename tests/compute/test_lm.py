@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from saew.compute.lm import load_model, load_model_from_tl, parse_hook, residuals
+from saew.compute.lm.load import load_model, load_model_from_tl
+from saew.compute.lm.model import parse_hook, residuals
 from tests.factories_harvest import DOCS, tiny_tl_model
 from saew.errors import BadInput
 

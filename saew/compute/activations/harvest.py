@@ -54,12 +54,13 @@ def check_config(cfg: HarvestConfig) -> None:
 
 
 def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
-    """Run ``cfg.model`` (or an already loaded ``compute.models.LoadedModel``) over the corpus."""
+    """Run ``cfg.model`` (or an already loaded ``compute.lm.model.LoadedModel``) over the corpus."""
     import torch
 
     from saew.compute.corpus import load_corpus
     from saew.sae.encode import TorchSAE
-    from saew.compute.lm import load_model, parse_hook
+    from saew.compute.lm.load import load_model
+    from saew.compute.lm.model import parse_hook
 
     check_config(cfg)
     lake = ctx.lake

@@ -98,7 +98,8 @@ def run(args, ctx) -> str:
 
     from saew.sae import saelens as saelens_io
     from saew.compute.corpus import load_corpus
-    from saew.compute.lm import load_model, residuals
+    from saew.compute.lm.load import load_model
+    from saew.compute.lm.model import residuals
     from saew.compute.parallel import default_workers, ordered_map
     from saew.progress import progress
     from saew.storage.saes import write_sae

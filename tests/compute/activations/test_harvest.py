@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saew.compute.activations.harvest import HarvestConfig, harvest
-from saew.compute.lm import load_model, load_model_from_tl
+from saew.compute.lm.load import load_model, load_model_from_tl
 from tests.factories import make_sae, put_sae
 from tests.factories_harvest import DOCS, np_encode, tiny_tl_model, write_txt
 from saew.storage.context import Context
