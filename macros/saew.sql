@@ -13,9 +13,17 @@
 {#- x * ln(x), with the convention 0 ln 0 = 0 (and 0 for x <= 0, which only rounding can produce). -#}
 {% macro xlogx(x) -%}(case when ({{ x }}) > 0 then ({{ x }}) * ln({{ x }}) else 0 end){%- endmacro %}
 
-{#- The link name `<kind>/<space>/<method>`, e.g. match/decoder/folded or transport/text/emd. -#}
+{#- The link name `<kind>/<space>/<method>`, e.g. match/decoder/folded or transport/text/emd
+    (saew.storage.names.link_name). Arguments are SQL expressions: pass "'match'" for a literal. -#}
 {% macro link_name(kind, space, method) -%}
-  {{ dbt.concat(["'" ~ kind ~ "/'", space, "'/'", method]) }}
+  {{ dbt.concat([kind, "'/'", space, "'/'", method]) }}
+{%- endmacro %}
+
+{#- A small integer key per distinct combination of `columns` (dense_rank over them), so joins
+    and groups compare one integer instead of several columns. Stable within one build only:
+    link_id (dim_links) and pair_id (int_link_pairs) are made with it. -#}
+{% macro surrogate_id(columns) -%}
+  dense_rank() over (order by {{ columns | join(', ') }})
 {%- endmacro %}
 
 {#- How many match steps the lineage unrolls: the var `lineage_max_depth` if set, else the

@@ -23,8 +23,7 @@ select
 from fct_cluster_fates as f
 cross join params as p
 join fct_cluster_transitions as t
-    on t.release = f.release and t.cluster_space = f.cluster_space and t.link = f.link
-    and t.src_layer = f.src_layer and t.src_cluster = f.src_cluster
+    on t.pair_id = f.pair_id and t.src_cluster = f.src_cluster
 where f.split
     and t.share_of_src >= 0.2
     and (p.src_layer is null or f.src_layer = p.src_layer)

@@ -191,6 +191,29 @@ def test_null_model_next_to_each_link(built):
             assert close(r[col], evo[(r["cluster_space"], r["link"], r["src_layer"])][col])
             assert close(r[f"null_{col}"], None if null is None else null[col])
     assert any(r["null_survive_rate"] is not None for r in rows)
+    # one draw (random only): a null mean, but no spread, so no z and no claim either way
+    for r in rows:
+        assert r["n_null_draws"] == (1 if r["null_survive_rate"] is not None else 0)
+        assert r["null_survive_rate_sd"] is None and r["survive_rate_z"] is None
+        assert r["survive_rate_beyond_null"] is None
+        assert (r["link_kind"], r["link_space"], r["link_method"]) == tuple(r["link"].split("/"))
+
+
+def test_dim_links_and_null_draw_names_agree_with_python(built):
+    """dbt reads the null model's names from vars; they are the ones saew/storage/names.py defines."""
+    from saew.storage import names
+
+    v = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]
+    assert (v["null_method"], v["identity_method"]) == (names.NULL_METHOD, names.IDENTITY_METHOD)
+    home, w = built
+    rows = mart(home, "select * from dim_links order by link")
+    assert [r["link"] for r in rows] == sorted(
+        [names.link_name("match", s, m) for s, m in {(s, m) for s, m, _ in w.perms}]
+        + ["transport/decoder/emd"])
+    for r in rows:
+        assert r["link"] == names.link_name(r["link_kind"], r["link_space"], r["link_method"])
+        want = names.null_draw_index(r["link_method"]) if r["link_kind"] == "match" else None
+        assert r["null_draw"] == want and r["is_null"] == (want is not None)
 
 
 # --------------------------------------------------------------------------- lineage
@@ -356,8 +379,9 @@ def test_every_model_column_is_documented(built):
 
 
 def test_one_staging_model_per_source():
-    """Every lake table (source) has stg_lake__<table>.sql selecting exactly its columns, in order,
-    and a documented entry in _staging__models.yml (no build needed: it reads the files)."""
+    """Every lake table (source) has stg_lake__<table>.sql selecting exactly its columns, in order
+    (renamed at most: `space as cluster_space`, the renames done once here), and a documented
+    entry in _staging__models.yml under the output names (no build needed: it reads the files)."""
     import re
 
     from saew.storage.schemas import TABLES
@@ -366,10 +390,12 @@ def test_one_staging_model_per_source():
             yaml.safe_load((PROJECT / "models/staging/_staging__models.yml").read_text())["models"]}
     for name, t in TABLES.items():
         sql = (PROJECT / "models/staging" / f"stg_lake__{name}.sql").read_text()
-        cols = [c.strip() for c in re.search(r"select(.*?)from", sql, re.S).group(1).split(",")]
+        items = [c.strip() for c in re.search(r"select(.*?)from", sql, re.S).group(1).split(",")]
+        cols = [re.split(r"\s+as\s+", c)[0] for c in items]
+        out = [re.split(r"\s+as\s+", c)[-1] for c in items]
         assert cols == [f.name for f in t.schema], name
         assert f"source('lake', '{name}')" in sql
-        assert docs[f"stg_lake__{name}"] == cols, name
+        assert docs[f"stg_lake__{name}"] == out, name
 
 
 def test_empty_warehouse_builds(saew, home):
@@ -379,7 +405,8 @@ def test_empty_warehouse_builds(saew, home):
     assert code == 0, out + err
     for name in ("fct_cluster_transitions", "fct_cluster_fates", "fct_layer_evolution", "fct_feature_lineage",
                  "fct_feature_persistence", "fct_coactivation_pairs", "fct_cluster_coactivation",
-                 "fct_feature_flow", "fct_feature_fates_activation", "dim_features", "fct_layer_evolution_vs_null"):
+                 "fct_feature_flow", "fct_feature_fates_activation", "dim_features", "fct_layer_evolution_vs_null",
+                 "fct_layer_evolution_null", "dim_links"):
         assert mart(home, f"select count(*) as n from {name}")[0]["n"] == 0
 
 

@@ -1,5 +1,5 @@
--- N_ab for every link and layer pair: the flow from the members of a source cluster a >= 0
--- into each destination bucket b:
+-- N_ab for every link and layer pair (pair_id, int_link_pairs): the flow from the members of a
+-- source cluster a >= 0 into each destination bucket b:
 --   b >= 0  a cluster at l';
 --   b = -1  noise (match links: the matched feature is labelled -1; transport: the
 --           unclustered bucket, which also gathers -2 members);
@@ -15,58 +15,49 @@ with pairs as (
 ),
 
 clusters as (
-    select release, space, layer, feature, cluster
+    select release, cluster_space, layer, feature, cluster
     from {{ ref('stg_lake__clusters') }}
 ),
 
 match_flows as (
     select
-        p.release,
-        p.cluster_space,
-        p.link,
-        p.link_kind,
-        p.src_layer,
+        p.pair_id,
         s.cluster as src_cluster,
-        p.dst_layer,
         case
             when d.cluster >= 0 then d.cluster
             when d.cluster = -1 then -1
             else -2
         end as dst_cluster,
-        {{ as_double('count(*)') }} as flow
+        {{ as_double('count(*)') }} as flow,
+        1.0 as width_ratio
     from pairs as p
     inner join clusters as s
         on s.release = p.release
-        and s.space = p.cluster_space
+        and s.cluster_space = p.cluster_space
         and s.layer = p.src_layer
         and s.cluster >= 0
     inner join {{ ref('stg_lake__matches') }} as m
         on m.release = p.release
-        and m.space = p.link_space
-        and m.method = p.link_method
+        and m.link_space = p.link_space
+        and m.link_method = p.link_method
         and m.src_layer = p.src_layer
         and m.dst_layer = p.dst_layer
         and m.src_feature = s.feature
     left join clusters as d
         on d.release = p.release
-        and d.space = p.cluster_space
+        and d.cluster_space = p.cluster_space
         and d.layer = p.dst_layer
         and d.feature = m.dst_feature
     where p.link_kind = 'match'
     group by
-        p.release, p.cluster_space, p.link, p.link_kind, p.src_layer, s.cluster, p.dst_layer,
+        p.pair_id, s.cluster,
         case when d.cluster >= 0 then d.cluster when d.cluster = -1 then -1 else -2 end
 ),
 
 transport_flows as (
     select
-        p.release,
-        p.cluster_space,
-        p.link,
-        p.link_kind,
-        p.src_layer,
+        p.pair_id,
         t.src_cluster,
-        p.dst_layer,
         case when t.dst_cluster >= 0 then t.dst_cluster else -1 end as dst_cluster,
         sum(t.mass) as flow,
         max(case
@@ -77,27 +68,35 @@ transport_flows as (
     from pairs as p
     inner join {{ ref('stg_lake__transport') }} as t
         on t.release = p.release
-        and t.space = p.link_space
-        and t.solver = p.link_method
+        and t.link_space = p.link_space
+        and t.link_method = p.link_method
         and t.src_layer = p.src_layer
         and t.dst_layer = p.dst_layer
     where p.link_kind = 'transport'
         and t.src_cluster >= 0
     group by
-        p.release, p.cluster_space, p.link, p.link_kind, p.src_layer, t.src_cluster, p.dst_layer,
+        p.pair_id, t.src_cluster,
         case when t.dst_cluster >= 0 then t.dst_cluster else -1 end
+),
+
+flows as (
+    select * from match_flows
+    union all
+    select * from transport_flows
 )
 
 select
-    release, cluster_space, link, link_kind, src_layer, src_cluster, dst_layer, dst_cluster,
-    flow,
-    flow as dst_flow
-from match_flows
-
-union all
-
-select
-    release, cluster_space, link, link_kind, src_layer, src_cluster, dst_layer, dst_cluster,
-    flow,
-    flow * width_ratio as dst_flow
-from transport_flows
+    f.pair_id,
+    p.release,
+    p.cluster_space,
+    p.link,
+    p.link_kind,
+    p.src_layer,
+    f.src_cluster,
+    p.dst_layer,
+    f.dst_cluster,
+    f.flow,
+    f.flow * f.width_ratio as dst_flow
+from flows as f
+inner join pairs as p
+    on p.pair_id = f.pair_id

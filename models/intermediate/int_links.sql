@@ -1,36 +1,24 @@
--- The sources of cluster flows, per release and cluster space:
---   match/<space>/<method>   for every (space, method) in `matches`, crossed with every
---                            cluster space present in `clusters` for the release;
---   transport/<space>/<solver> for every (space, solver) in `transport`, only with its own
---                            cluster space.
+-- The sources of cluster flows, per release and cluster space (dim_links crossed with the
+-- cluster spaces present in `clusters` for the release):
+--   match/<space>/<method>     with every cluster space (null draws included: they are the null);
+--   transport/<space>/<solver> only with its own cluster space.
 with cluster_spaces as (
-    select distinct release, space as cluster_space
+    select distinct release, cluster_space
     from {{ ref('stg_lake__clusters') }}
-),
-
-transport_links as (
-    select distinct release, space as link_space, solver as link_method
-    from {{ ref('stg_lake__transport') }}
 )
 
 select
-    m.release,
+    l.link_id,
+    l.release,
     c.cluster_space,
-    m.link,
-    'match' as link_kind,
-    m.link_space,
-    m.link_method
-from {{ ref('int_match_links') }} as m
+    l.link,
+    l.link_kind,
+    l.link_space,
+    l.link_method,
+    l.is_null,
+    l.null_draw
+from {{ ref('dim_links') }} as l
 inner join cluster_spaces as c
-    on c.release = m.release
-
-union all
-
-select
-    t.release,
-    t.link_space as cluster_space,
-    {{ link_name('transport', 't.link_space', 't.link_method') }} as link,
-    'transport' as link_kind,
-    t.link_space,
-    t.link_method
-from transport_links as t
+    on c.release = l.release
+where l.link_kind = 'match'
+    or c.cluster_space = l.link_space

@@ -10,7 +10,7 @@ with activity as (
 ),
 
 clusters as (
-    select release, layer, space, feature, cluster from {{ ref('stg_lake__clusters') }}
+    select release, layer, cluster_space, feature, cluster from {{ ref('stg_lake__clusters') }}
 )
 
 select
@@ -30,9 +30,9 @@ from {{ ref('int_features') }} as f
 left join {{ ref('stg_lake__descriptions') }} as d
     on d.release = f.release and d.layer = f.layer and d.feature = f.feature
 left join clusters as cd
-    on cd.release = f.release and cd.layer = f.layer and cd.feature = f.feature and cd.space = 'decoder'
+    on cd.release = f.release and cd.layer = f.layer and cd.feature = f.feature and cd.cluster_space = 'decoder'
 left join clusters as ct
-    on ct.release = f.release and ct.layer = f.layer and ct.feature = f.feature and ct.space = 'text'
+    on ct.release = f.release and ct.layer = f.layer and ct.feature = f.feature and ct.cluster_space = 'text'
 left join {{ ref('int_layer_tokens') }} as t
     on t.release = f.release and t.layer = f.layer
 left join activity as a

@@ -16,7 +16,7 @@ with live as (
 ),
 
 members as (
-    select c.release, c.layer, c.space, c.cluster, c.feature
+    select c.release, c.layer, c.cluster_space as space, c.cluster, c.feature
     from {{ ref('stg_lake__clusters') }} as c
     inner join live as l
         on l.release = c.release and l.layer = c.layer and l.feature = c.feature

@@ -1,5 +1,6 @@
 -- The fate of every source cluster a >= 0 at l, per link and layer pair l -> l'
 -- (clusters with no flow at all are included: they vanish, leak = 1, h_cond NULL).
+-- Joins and groups on pair_id, the layer pair's key (int_link_pairs).
 --   M_ab = N_ab / s_a over destination clusters b >= 0; purity = max_b M_ab (0 without flow)
 --   survive = purity >= var(survive_threshold)                      (0.5)
 --   split   = at least two b with M_ab >= var(split_threshold)       (0.2)
@@ -16,7 +17,7 @@ with pairs as (
 
 sources as (
     select
-        p.release, p.cluster_space, p.link, p.link_kind, p.src_layer, p.dst_layer,
+        p.pair_id, p.link_kind,
         s.cluster as src_cluster,
         s.size
     from pairs as p
@@ -28,26 +29,23 @@ sources as (
 
 flows as (
     select
-        f.release, f.cluster_space, f.link, f.src_layer, f.dst_layer, f.src_cluster,
+        f.pair_id,
+        f.src_cluster,
         f.dst_cluster,
         f.flow,
         f.flow / s.size as m,
         sum(case when f.dst_cluster >= 0 then f.flow else 0 end) over (
-            partition by f.release, f.cluster_space, f.link, f.src_layer, f.dst_layer, f.src_cluster
+            partition by f.pair_id, f.src_cluster
         ) as row_flow
     from {{ ref('int_cluster_flows') }} as f
     inner join sources as s
-        on s.release = f.release
-        and s.cluster_space = f.cluster_space
-        and s.link = f.link
-        and s.src_layer = f.src_layer
-        and s.dst_layer = f.dst_layer
+        on s.pair_id = f.pair_id
         and s.src_cluster = f.src_cluster
 ),
 
 per_source as (
     select
-        release, cluster_space, link, src_layer, dst_layer, src_cluster,
+        pair_id, src_cluster,
         max(case when dst_cluster >= 0 then m end) as max_m,
         sum(case when dst_cluster >= 0 and m >= {{ var('split_threshold') }} then 1 else 0 end) as n_split_targets,
         sum(case when dst_cluster >= 0 then flow else 0 end) as flow_to_clusters,
@@ -57,17 +55,13 @@ per_source as (
         sum(case when dst_cluster >= 0 then {{ xlogx('m') }} else 0 end) as sum_m_ln_m,
         sum(case when dst_cluster >= 0 and row_flow > 0 then {{ xlogx('flow / row_flow') }} else 0 end) as sum_t_ln_t
     from flows
-    group by release, cluster_space, link, src_layer, dst_layer, src_cluster
+    group by pair_id, src_cluster
 ),
 
 fates as (
     select
-        s.release,
-        s.cluster_space,
-        s.link,
+        s.pair_id,
         s.link_kind,
-        s.src_layer,
-        s.dst_layer,
         s.src_cluster,
         s.size,
         coalesce(f.max_m, 0) as purity,
@@ -80,30 +74,29 @@ fates as (
         f.sum_t_ln_t
     from sources as s
     left join per_source as f
-        on f.release = s.release
-        and f.cluster_space = s.cluster_space
-        and f.link = s.link
-        and f.src_layer = s.src_layer
-        and f.dst_layer = s.dst_layer
+        on f.pair_id = s.pair_id
         and f.src_cluster = s.src_cluster
 )
 
 select
-    release,
-    cluster_space,
-    link,
-    src_layer,
-    src_cluster,
-    dst_layer,
-    size,
-    purity >= {{ var('survive_threshold') }} as survive,
-    n_split_targets >= 2 as split,
-    purity < {{ var('split_threshold') }} as vanish,
-    purity,
-    (size - flow_to_clusters) / size as leak,
-    flow_noise / size as leak_noise,
-    case when link_kind = 'match' then flow_undescribed / size else 0.0 end as leak_undescribed,
-    case when link_kind = 'match' then (size - flow_all) / size else 0.0 end as leak_unmatched,
-    case when flow_to_clusters > 0 then 0.0 - sum_t_ln_t end as h_cond,
-    0.0 - (sum_m_ln_m + {{ xlogx('(size - flow_to_clusters) / size') }}) as h_aug
-from fates
+    p.release,
+    p.cluster_space,
+    p.link,
+    p.src_layer,
+    f.src_cluster,
+    p.dst_layer,
+    f.size,
+    f.purity >= {{ var('survive_threshold') }} as survive,
+    f.n_split_targets >= 2 as split,
+    f.purity < {{ var('split_threshold') }} as vanish,
+    f.purity,
+    (f.size - f.flow_to_clusters) / f.size as leak,
+    f.flow_noise / f.size as leak_noise,
+    case when f.link_kind = 'match' then f.flow_undescribed / f.size else 0.0 end as leak_undescribed,
+    case when f.link_kind = 'match' then (f.size - f.flow_all) / f.size else 0.0 end as leak_unmatched,
+    case when f.flow_to_clusters > 0 then 0.0 - f.sum_t_ln_t end as h_cond,
+    0.0 - (f.sum_m_ln_m + {{ xlogx('(f.size - f.flow_to_clusters) / f.size') }}) as h_aug,
+    f.pair_id
+from fates as f
+inner join pairs as p
+    on p.pair_id = f.pair_id

@@ -2,6 +2,7 @@
 --   share_of_src = N_ab / s_a  (= M_ab);
 --   share_of_dst = N_ab / s'_b, with N_ab in destination units (mass * n_l' / n_l for
 --                  transport links when the widths differ).
+-- pair_id: the layer pair's key (int_link_pairs).
 with flows as (
     select * from {{ ref('int_cluster_flows') }}
     where dst_cluster >= 0 and flow > 0
@@ -21,7 +22,8 @@ select
     f.dst_cluster,
     f.flow,
     f.flow / s.size as share_of_src,
-    f.dst_flow / d.size as share_of_dst
+    f.dst_flow / d.size as share_of_dst,
+    f.pair_id
 from flows as f
 inner join sizes as s
     on s.release = f.release

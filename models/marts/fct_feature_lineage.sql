@@ -1,4 +1,5 @@
--- For every match link (match/<space>/<method>) and every feature at every layer of the
+-- For every lineage link (match/<space>/<method>, int_lineage_links: null draws after the
+-- first are skipped) and every feature at every layer of the
 -- release (the root), its chain of matches forward to the last layer:
 --   depth 0 is the root itself (step_cost, step_cosine NULL; cum_cost 0);
 --   depth d is the feature matched to the one at depth d - 1 (step_cost = that match's cost,
@@ -26,7 +27,7 @@ with depth_0 as (
         cast(0 as {{ saew_double() }}) as cum_cost,
         cast(null as {{ saew_double() }}) as step_cosine
     from {{ ref('int_features') }} as f
-    inner join {{ ref('int_match_links') }} as l
+    inner join {{ ref('int_lineage_links') }} as l
         on l.release = f.release
 ),
 {%- for d in range(1, max_depth + 1) %}
@@ -65,7 +66,7 @@ descriptions as (
         {{ node_key('d.layer', 'd.feature') }} as node_key,
         d.description
     from {{ ref('stg_lake__descriptions') }} as d
-    inner join {{ ref('int_match_links') }} as l
+    inner join {{ ref('int_lineage_links') }} as l
         on l.release = d.release
 )
 
@@ -82,7 +83,7 @@ select
     c.step_cosine,
     d.description
 from chains as c
-inner join {{ ref('int_match_links') }} as l
+inner join {{ ref('int_lineage_links') }} as l
     on l.link_id = c.link_id
 left join descriptions as d
     on d.link_id = c.link_id and d.node_key = c.node_key

@@ -1,7 +1,7 @@
 select
     release,
     layer,
-    space,
+    space as cluster_space,
     n_clusters,
     noise_frac,
     coherence,

@@ -1,7 +1,7 @@
 select
     release,
-    space,
-    method,
+    space as link_space,
+    method as link_method,
     src_layer,
     dst_layer,
     n_tokens,

@@ -1,7 +1,7 @@
 select
     release,
-    space,
-    solver,
+    space as link_space,
+    solver as link_method,
     src_layer,
     src_cluster,
     dst_layer,

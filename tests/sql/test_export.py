@@ -11,7 +11,8 @@ from tests.factories_dbt import built_small_warehouse, mart
 
 MARTS = {"dim_features", "fct_cluster_coactivation", "fct_cluster_fates", "fct_cluster_transitions",
          "fct_coactivation_pairs", "fct_feature_fates_activation", "fct_feature_flow", "fct_feature_lineage",
-         "fct_feature_persistence", "fct_layer_evolution", "fct_layer_evolution_vs_null"}
+         "fct_feature_persistence", "fct_layer_evolution", "fct_layer_evolution_vs_null",
+         "fct_layer_evolution_null", "dim_links"}
 
 
 @pytest.fixture(scope="module")
