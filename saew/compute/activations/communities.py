@@ -29,7 +29,7 @@ from saew.storage.saes import d_sae as sae_width
 from saew.storage.saes import require_release
 
 from saew.compute.activations import graphs
-from saew.compute.activations.coactivation import n_tokens
+from saew.storage.reads import n_tokens
 
 
 def add_arguments(p) -> None:

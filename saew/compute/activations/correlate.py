@@ -28,7 +28,8 @@ import numpy as np
 from saew.errors import BadInput
 from saew.progress import progress
 
-from saew.compute.activations.coactivation import Activity, activation_layers, incidence, load_activity, token_rows
+from saew.compute.activations.incidence import incidence, token_rows
+from saew.storage.reads import Activity, activation_layers, load_activity
 
 TOP_K = 16
 

@@ -2,7 +2,7 @@
 
 For each batch of tokens the model's residual stream is captured at each SAE's hook
 (``blocks.L.hook_resid_post`` by default, or ``hook_resid_pre``) and encoded with that
-layer's SAE (``compute.encode.TorchSAE``: relu / jumprelu / topk, ``apply_b_dec_to_input``,
+layer's SAE (``sae.encode.TorchSAE``: relu / jumprelu / topk, ``apply_b_dec_to_input``,
 ``layer_norm`` input normalisation). Only the non-zero activations are kept, as sparse COO
 pieces per layer (token_id int64, feature int32, value float32); nothing dense outlives a batch.
 Writes ``tokens`` (one partition per release), ``activations`` (one partition per layer, all
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saew.compute.activations.codes import sparse_rows, write_harvest
 from saew.errors import BadInput
 from saew.progress import progress
 from saew.storage.saes import load_sae, require_release
@@ -104,36 +105,3 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     l0 = ", ".join(f"L{L}: {a:.1f}" for L, a in n_active.items())
     return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "
             f"release {cfg.release!r}, {len(layers)} layers; mean active features per token {l0}")
-
-
-def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int, list],
-                  corpus: str) -> tuple[int, dict[int, float]]:
-    """Write ``tokens`` (from the batches' token metadata), one ``activations`` partition per
-    layer (the concatenated COO pieces) and ``activation_sets``; (tokens seen, mean L0 per layer)."""
-    n_seen = sum(len(b) for b in batches)
-    if n_seen == 0:
-        raise BadInput(f"--corpus {corpus}: produced no tokens")
-    lake.write("tokens", {"token_id": np.concatenate([b.token_ids for b in batches]),
-                          "doc": np.concatenate([b.doc for b in batches]),
-                          "pos": np.concatenate([b.pos for b in batches]),
-                          "token": [t for b in batches for t in b.tokens]}, release=release)
-    n_active = {}
-    for L in sorted(coo):
-        pieces = coo.pop(L)
-        tid, feat, val = (np.concatenate([p[i] for p in pieces]) for i in range(3))
-        lake.write("activations", {"token_id": tid, "feature": feat, "value": val},
-                   release=release, layer=int(L))
-        lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
-                                       "run_id": [run_id]}, release=release, layer=int(L))
-        n_active[int(L)] = len(val) / n_seen
-    return n_seen, n_active
-
-
-def sparse_rows(f, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero entries of an activation matrix f [n, d_sae] as (token_id int64, feature int32,
-    value float32), row-major (sorted by token, then feature)."""
-    idx = f.nonzero()
-    rows = idx[:, 0].numpy()
-    feat = idx[:, 1].numpy().astype(np.int32)
-    val = f[idx[:, 0], idx[:, 1]].numpy().astype(np.float32)
-    return token_ids[rows].astype(np.int64), feat, val

@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saew.errors import BadInput
+from saew.storage.names import SPACES
 
-SPACES = ("decoder", "text")
 NOISE, NO_VECTOR = -1, -2
 
 
@@ -265,7 +265,7 @@ def layer_vectors(lake, release: str, layer: int, space: str,
     if space == "decoder":
         w = load_sae(lake, release, layer).w_dec.astype(np.float32)
         return w, np.linalg.norm(w, axis=1) > 0
-    from saew.compute.text.embed import load_embeddings
+    from saew.storage.reads import load_embeddings
 
     n = d_sae(lake, release, layer)
     feats, emb = load_embeddings(lake, release, layer, embedder)
@@ -386,7 +386,7 @@ def run(args, ctx) -> str:
                        f"(layers: {', '.join(map(str, all_layers))})")
     embedder = None
     if args.space == "text":
-        from saew.compute.text.embed import pick_embedder
+        from saew.storage.reads import pick_embedder
 
         embedder = pick_embedder(lake, release, args.embedder)
     params = json.dumps({**asdict(cfg), "space": args.space, "embedder": embedder,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from saew.errors import BadInput
+from saew.storage.names import SPACES
 
-SPACES = ("decoder", "text")
 SOLVERS = ("emd", "sinkhorn")
 MIN_MASS = 1e-9
 SINKHORN_REG = 0.05
@@ -141,7 +141,7 @@ def unit_vectors(lake, release: str, layer: int, space: str, embedder: str | Non
 
     if space == "decoder":
         return _unit(load_sae(lake, release, layer).w_dec.astype(np.float64))
-    from saew.compute.text.embed import load_embeddings
+    from saew.storage.reads import load_embeddings
 
     feats, emb = load_embeddings(lake, release, layer, embedder)
     out = np.zeros((d_sae(lake, release, layer), emb.shape[1] if emb.ndim == 2 else 1))
@@ -171,7 +171,7 @@ def run(args, ctx) -> str:
         raise BadInput(f"--release {release!r}: transport needs two ingested layers, found {len(ls)}")
     embedder = None
     if args.space == "text":
-        from saew.compute.text.embed import pick_embedder
+        from saew.storage.reads import pick_embedder
 
         embedder = pick_embedder(lake, release, args.embedder)
     labels = {L: load_labels(lake, release, L, args.space) for L in ls}

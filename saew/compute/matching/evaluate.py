@@ -143,7 +143,8 @@ def run(args, ctx) -> str:
     from saew.storage.saes import load_sae
 
     from saew.compute.matching.solver import random_bijection
-    from saew.compute.matching.step import SPACES, adjacent_pairs
+    from saew.storage.names import SPACES
+    from saew.storage.reads import adjacent_pairs
     from saew.storage.names import null_draw_index
 
     lake, release = ctx.lake, args.release

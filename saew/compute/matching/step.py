@@ -155,8 +155,8 @@ def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: n
 
 # --------------------------------------------------------------------------- lake access
 def layer_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features, embeddings) of one layer (compute.embed.load_embeddings); BadInput if none."""
-    from saew.compute.text.embed import load_embeddings
+    """(features, embeddings) of one layer (storage.reads.load_embeddings); BadInput if none."""
+    from saew.storage.reads import load_embeddings
 
     feats, emb = load_embeddings(lake, release, layer, embedder)
     if len(feats) == 0:
@@ -165,23 +165,13 @@ def layer_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.
     return feats, emb
 
 
-def adjacent_pairs(lake, release: str) -> list[tuple[int, int]]:
-    from saew.storage.saes import require_release
-
-    ls = require_release(lake, release)
-    if len(ls) < 2:
-        raise BadInput(f"--release {release!r}: only layer {ls[0]} is ingested; matching needs "
-                       f"at least two layers")
-    return list(zip(ls[:-1], ls[1:]))
-
-
 def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
     from saew.compute.matching.costs import resolve_screen
     from saew.compute.matching.solver import SolverConfig
-    from saew.compute.text.embed import pick_embedder
+    from saew.storage.reads import adjacent_pairs, pick_embedder
 
     lake, release = ctx.lake, args.release
     methods = resolve_methods(args.space, args.method)

@@ -33,9 +33,8 @@ import numpy as np
 
 from saew.compute.cpu import native_bf16
 from saew.errors import BadInput
+from saew.storage.reads import DEFAULT_EMBEDDER, embedder_name
 
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 _LEADING = re.compile(
     r"""^(?:references?\s+to|mentions?\s+of|instances?\s+of(?:\s+the)?|occurrences?\s+of(?:\s+the)?
@@ -83,42 +82,8 @@ def resolve_embedder(arg: str | None) -> tuple[str, str]:
                        f"(give a path, or omit it for {DEFAULT_EMBEDDER})")
     if not ((path / "modules.json").exists() or (path / "config.json").exists()):
         raise BadInput(f"--embedder {arg}: no modules.json or config.json in this folder")
-    name = _NAME_OK.sub("-", path.resolve().name).strip("-.") or "embedder"
+    name = embedder_name(path.resolve()) or "embedder"
     return name, str(path.resolve())
-
-
-def pick_embedder(lake, release: str, embedder: str | None) -> str:
-    """Which stored embeddings a text-space step uses.
-
-    ``--embedder`` if given (a short name, or a path whose folder name is stored); else the only
-    embedder present for the release; else the default one if present; else BadInput.
-    """
-    names = lake.query("SELECT DISTINCT embedder FROM embeddings WHERE release = ? ORDER BY 1",
-                       [release]).column("embedder").to_pylist()
-    if not names:
-        raise BadInput(f"--release {release!r}: no description embeddings; run saew embed first")
-    if embedder is not None:
-        short = embedder if embedder in names else _NAME_OK.sub("-", Path(embedder).name).strip("-.")
-        if short not in names:
-            raise BadInput(f"--embedder {embedder!r}: no embeddings of release {release!r} "
-                           f"from it (present: {', '.join(names)})")
-        return short
-    if len(names) == 1:
-        return names[0]
-    if DEFAULT_EMBEDDER in names:
-        return DEFAULT_EMBEDDER
-    raise BadInput(f"--release {release!r}: several embedders ({', '.join(names)}); choose one "
-                   f"with --embedder")
-
-
-def load_embeddings(lake, release: str, layer: int, embedder: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features int64 [m], embeddings float32 [m, dim]) of one layer, ordered by feature."""
-    from saew.storage.lake import list_matrix
-
-    t = lake.query("SELECT feature, embedding FROM embeddings WHERE release = ? AND layer = ? "
-                   "AND embedder = ? ORDER BY feature", [release, int(layer), embedder])
-    feats = t.column("feature").to_numpy().astype(np.int64)
-    return feats, list_matrix(t.column("embedding"))
 
 
 DTYPES = ("auto", "float32", "bfloat16")

@@ -13,16 +13,16 @@ def evaluate(p: SAEParams, x, batch_size: int = 4096, token_ids: np.ndarray | No
              codes: list | None = None) -> dict:
     """mse, fvu, l0 and dead_frac of the SAE ``p`` on the raw residuals ``x`` [n, d_in].
 
-    Runs the written SAE (``compute.encode.TorchSAE``), so the figures are those of the
+    Runs the written SAE (``sae.encode.TorchSAE``), so the figures are those of the
     stored weights, not of the training copy. The decode is a sparse product (the codes have
     at most k, or few, non-zeros per token). With ``token_ids`` and a list ``codes``, the
-    non-zero codes are also appended to it as ``compute.harvest.sparse_rows`` pieces (a
+    non-zero codes are also appended to it as ``compute.activations.codes.sparse_rows`` pieces (a
     harvest of ``x`` at no extra cost).
     """
     import torch
 
     from saew.sae.encode import TorchSAE
-    from saew.compute.activations.harvest import sparse_rows
+    from saew.compute.activations.codes import sparse_rows
 
     sae = TorchSAE.from_params(p)
     mu = x.mean(0)

@@ -171,7 +171,7 @@ def run(args, ctx) -> str:
                       source_sha256=saelens_io.sha256_file(dest / saelens_io.WEIGHTS_FILE),
                       run_id=ctx.run_id)
         if metas is not None:
-            from saew.compute.activations.harvest import write_harvest
+            from saew.compute.activations.codes import write_harvest
 
             n_seen, _ = write_harvest(ctx.lake, release, ctx.run_id, metas, coo, args.corpus)
             lines.append(f"  harvested the same {n_seen} tokens: tokens, activations, activation_sets")
