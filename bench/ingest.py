@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# this file is named ingest.py: keep bench/ off sys.path so ``import ingest`` finds the package
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
 
 
 def _peak_mb() -> float:
@@ -38,11 +37,12 @@ def child_baseline(src: Path, fmt: str, out: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from saew.sae.saelens import WEIGHTS_FILE
     from saew.storage.lake import float_lists
 
     if fmt == "saelens":
         from safetensors.numpy import load_file
-        t = load_file(str(src / "sae_weights.safetensors"))
+        t = load_file(str(src / WEIGHTS_FILE))
         w_enc, w_dec, b_enc = t["W_enc"], t["W_dec"], t["b_enc"]
     else:
         import torch
@@ -86,10 +86,12 @@ def make_sae(folder: Path, d_sae: int, d_in: int, fmt: str) -> Path:
     b_dec = rng.standard_normal(d_in, dtype=np.float32) * 0.01
     if fmt == "saelens":
         from safetensors.numpy import save_file
+
+        from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"W_enc": w_enc, "W_dec": w_dec, "b_enc": b_enc, "b_dec": b_dec},
-                  str(folder / "sae_weights.safetensors"))
-        (folder / "cfg.json").write_text(json.dumps({
+                  str(folder / WEIGHTS_FILE))
+        (folder / CFG_FILE).write_text(json.dumps({
             "d_in": d_in, "d_sae": d_sae, "architecture": "topk", "k": 32, "apply_b_dec_to_input": True,
             "normalize_activations": "layer_norm",
             "metadata": {"sae_lens_version": "6.0.0", "model_name": "gpt2-small",

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from saew.errors import BadInput
+from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
 from saew.storage.saes import write_sae
 
 from saew.ingest.formats.raw import Loaded, layer_from_hook
@@ -41,7 +42,7 @@ def detect(path: Path) -> str:
     if not path.exists():
         raise BadInput(f"{path}: no such file or directory")
     if path.is_dir():
-        if (path / "cfg.json").exists() and (path / "sae_weights.safetensors").exists():
+        if (path / CFG_FILE).exists() and (path / WEIGHTS_FILE).exists():
             return "saelens"
         if (path / "params.npz").exists():
             return "gemmascope"
@@ -49,9 +50,9 @@ def detect(path: Path) -> str:
             return "dictionary_learning"
         if len(list(path.glob("*.pt"))) == 1:
             return "openai"
-        raise BadInput(f"{path}: cannot tell the SAE format (expected cfg.json + sae_weights.safetensors, "
+        raise BadInput(f"{path}: cannot tell the SAE format (expected {CFG_FILE} + {WEIGHTS_FILE}, "
                        f"params.npz, ae.pt + config.json, or one .pt file); pass --format")
-    if path.name in ("sae_weights.safetensors", "cfg.json"):
+    if path.name in (WEIGHTS_FILE, CFG_FILE):
         return "saelens"
     if path.suffix == ".npz":
         return "gemmascope"

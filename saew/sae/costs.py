@@ -2,15 +2,13 @@
 
 Reference: N. Balagansky, I. Maksimov, D. Gavrilov, "Mechanistic Permutability: Match
 Features Across Layers", ICLR 2025 (SAE Match); ../shared/CONTRACT.md section 5.
+The names of the methods are listed once, in ``storage.names.DECODER_METHODS``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from saew.sae.params import SAEParams
-
-METHODS = ("folded", "folded-decoder", "unfolded", "cosine", "random")
-
 
 def fold(p: SAEParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fold the JumpReLU threshold theta (1 where the SAE has none, or where theta <= 0).

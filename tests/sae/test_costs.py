@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from tests.factories import make_sae
-from saew.sae.costs import fold, pair_cosines, pair_costs
+from saew.sae.costs import fold, match_vectors, pair_cosines, pair_costs
+from saew.storage.names import DECODER_METHODS
 
 
 def test_fold_and_costs_by_hand():
@@ -27,3 +28,12 @@ def test_fold_and_costs_by_hand():
     hand0 = (np.sum((a.w_dec[0] - b.w_dec[4]) ** 2) + np.sum((a.w_enc[:, 0] - b.w_enc[:, 4]) ** 2)
              + (a.b_enc[0] - b.b_enc[4]) ** 2)
     assert abs(u[0] - hand0) < 1e-5
+
+
+def test_every_decoder_method_has_vectors_and_costs():
+    """The one list of decoder-space methods (storage.names) is what sae.costs implements."""
+    a, b = make_sae(4, 3, "jumprelu", seed=1), make_sae(4, 5, "jumprelu", seed=2)
+    i, j = np.array([0, 2]), np.array([4, 1])
+    for method in DECODER_METHODS:
+        assert match_vectors(a, method).shape[0] == 3
+        assert np.isfinite(pair_costs(a, b, i, j, method)).all()

@@ -17,11 +17,11 @@ import numpy as np
 
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
+from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
 
 from .raw import (Loaded, as_int, expect_shape, layer_from_hook, read_bytes, read_json,
                   safetensors_arrays, take, to_numpy)
 
-CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 _ARCH = {"standard": "relu", "relu": "relu", "jumprelu": "jumprelu", "jump_relu": "jumprelu",
          "topk": "topk", "batchtopk": "topk", "gated": "gated"}
 
@@ -42,7 +42,7 @@ def _is_pre6(cfg: dict) -> bool:
 
 def load(path: Path) -> Loaded:
     folder = folder_of(path)
-    cfg_path, w_path = folder / CFG, folder / WEIGHTS
+    cfg_path, w_path = folder / CFG_FILE, folder / WEIGHTS_FILE
     cfg = read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise BadInput(f"{cfg_path}: expected a JSON object")

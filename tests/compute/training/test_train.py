@@ -174,7 +174,7 @@ def test_saelens_folder_round_trip(tmp_path, arch):
     dest = saelens_io.write_folder(tmp_path / "r" / p.hook, p, metadata={"x": 1})
     saelens_io.write_folder(dest, p)  # a second write replaces the folder
     assert sorted(q.name for q in dest.parent.iterdir()) == [p.hook]
-    cfg_json = json.loads((dest / "cfg.json").read_text())
+    cfg_json = json.loads((dest / saelens_io.CFG_FILE).read_text())
     assert cfg_json["metadata"]["hook_name"] == p.hook and cfg_json["d_sae"] == 40
     sae = SAE.load_from_disk(str(dest))
     for name, mine in (("W_enc", p.w_enc), ("W_dec", p.w_dec), ("b_enc", p.b_enc), ("b_dec", p.b_dec)):
@@ -214,7 +214,7 @@ def test_saew_train_minilm_end_to_end(saew, lake, home):
         assert r["hook"] == f"blocks.{r['layer']}.hook_resid_post"
         folder = home / "saes" / "t" / r["hook"]
         assert r["source_path"] == str(folder) and r["source_format"] == "saelens"
-        assert r["source_sha256"] == saelens_io.sha256_file(folder / "sae_weights.safetensors")
+        assert r["source_sha256"] == saelens_io.sha256_file(folder / saelens_io.WEIGHTS_FILE)
         sae = SAE.load_from_disk(str(folder))
         p = load_sae(lake, "t", r["layer"])
         np.testing.assert_array_equal(sae.W_enc.detach().numpy(), p.w_enc)
