@@ -182,3 +182,21 @@ def test_bad_inputs(saew, lake, home):
         assert code == 2, (args, out, err)
         assert err.startswith("saew: error: ") and err.count("\n") == 1 and needle in err, err
         assert lake_files(home) == files
+
+
+def test_npmi_agrees_with_the_dbt_mart():
+    """One NPMI: ``graphs.npmi`` and dbt's ``fct_coactivation_pairs`` give the same value on
+    the same counts (n_ab from the mart, n_a / n_b / N from the activations), p_ab = 1 included."""
+    from tests.factories_dbt import built_small_warehouse, mart
+
+    home, w = built_small_warehouse()
+    for layer, x in w.activations.items():
+        n_f = (x > 0).sum(0)
+        rows = mart(home, "select feature_a, feature_b, n_ab, npmi from fct_coactivation_pairs "
+                          "where release = ? and layer = ? order by feature_a, feature_b", [w.release, layer])
+        a, b, n_ab, got = (np.array([r[c] for r in rows]) for c in ("feature_a", "feature_b", "n_ab", "npmi"))
+        assert len(rows) > 0
+        want = graphs.npmi(n_ab, n_f[a], n_f[b], w.n_tokens)
+        np.testing.assert_allclose(got.astype(float), want, rtol=1e-12, atol=1e-12)
+        if layer == 0:
+            assert (want == 1.0).any()  # features 0 and 1 fire on every token
