@@ -24,6 +24,15 @@ def _gamma(d: int) -> float:
     return d * U32 / (1 - d * U32)
 
 
+def _row_vectors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a and b as C-contiguous float32 matrices of row vectors of one width (else ValueError)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"vectors of different widths: {a.shape} vs {b.shape}")
+    return a, b
+
+
 def resolve_screen(screen: str) -> str:
     """``auto``: bfloat16 where the CPU has native bf16 dot products (AVX512-BF16 or AMX; about
     2.4x a float32 GEMM here) and torch's bf16 GEMM accumulates in float32, else float32.  The
@@ -140,10 +149,7 @@ class SqEuclidCosts(CostProvider):
 
         # the bf16 bound is stated for unit scale
         self.screen = resolve_screen(screen) if scale == 1.0 else resolve_screen("float32")
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        b = np.ascontiguousarray(b, dtype=np.float32)
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-            raise ValueError(f"vectors of different widths: {a.shape} vs {b.shape}")
+        a, b = _row_vectors(a, b)
         self.a, self.b, self.scale = a, b, float(scale)
         self.ta, self.tb = torch.from_numpy(a), torch.from_numpy(b)
         self.n, self.m = a.shape[0], b.shape[0]
@@ -253,10 +259,7 @@ class CosineCosts(SqEuclidCosts):
         from saew.compute.matching.pair_kernels import row_sqnorms
 
         if _parts is None:
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            b = np.ascontiguousarray(b, dtype=np.float32)
-            if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-                raise ValueError(f"vectors of different widths: {a.shape} vs {b.shape}")
+            a, b = _row_vectors(a, b)
             ra, rb = np.sqrt(row_sqnorms(a)), np.sqrt(row_sqnorms(b))
             ua = (a / np.where(ra > 0, ra, 1.0)[:, None]).astype(np.float32)
             ub = (b / np.where(rb > 0, rb, 1.0)[:, None]).astype(np.float32)
