@@ -44,7 +44,7 @@ def bare_forward(model_name: str, tokens: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     model = load_model(model_name)
     t_load = time.perf_counter() - t0
-    seqs = list(model._sequences(load_corpus("builtin"), tokens, 128))
+    seqs = list(model.sequences(load_corpus("builtin"), tokens, 128))
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(seqs), 8):

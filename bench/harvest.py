@@ -36,7 +36,7 @@ def main() -> None:
 
     model = load_model("minilm")
     docs = load_corpus("builtin")
-    seqs = list(model._sequences(docs, a.tokens, 128))
+    seqs = list(model.sequences(docs, a.tokens, 128))
 
     # baseline: the bare forward pass through all 6 blocks, batches of 8, no capture
     t0 = time.perf_counter()

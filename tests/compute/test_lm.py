@@ -77,7 +77,7 @@ def test_tl_model_matches_run_with_cache():
     assert r[0].shape == (60, 32)
     # oracle: each sequence alone through run_with_cache, special tokens dropped
     expected = {0: [], 1: []}
-    for _, _, ids, _ in m._sequences(DOCS, 60, 20):
+    for _, _, ids, _ in m.sequences(DOCS, 60, 20):
         _, cache = tl.run_with_cache(torch.tensor([m.prefix + ids + m.suffix]))
         for L in (0, 1):
             expected[L].append(cache[f"blocks.{L}.hook_resid_post"][0, len(m.prefix):len(m.prefix) + len(ids)])

@@ -95,7 +95,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return float(jensenshannon(p, q, base=2) ** 2)
 
 
-def _pair_from_index(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_from_index(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of k = i (i - 1) / 2 + j for 0 <= j < i (lower-triangle enumeration)."""
     i = np.floor((1.0 + np.sqrt(1.0 + 8.0 * k.astype(np.float64))) / 2.0).astype(np.int64)
     i -= (i * (i - 1) // 2 > k)            # float rounding corrections
@@ -126,7 +126,7 @@ def random_graph_degrees(n_nodes: int, n_edges: int, rng: np.random.Generator) -
             chosen = np.unique(np.concatenate([chosen, draw]))
         if chosen.size > m:
             chosen = rng.choice(chosen, size=m, replace=False)
-    i, j = _pair_from_index(chosen)
+    i, j = pair_from_index(chosen)
     deg = np.bincount(i, minlength=n_nodes) + np.bincount(j, minlength=n_nodes)
     return (n_nodes - 1 - deg if complement else deg).astype(np.int64)
 

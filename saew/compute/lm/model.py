@@ -75,7 +75,7 @@ class LoadedModel:
         return f"blocks.{int(layer)}.hook_resid_post"
 
     # ------------------------------------------------------------------ tokens
-    def _sequences(self, docs: list[str], n_tokens: int, seq_len: int
+    def sequences(self, docs: list[str], n_tokens: int, seq_len: int
                    ) -> Iterator[tuple[int, int, list[int], list[str]]]:
         """(doc, first pos, ids, token texts) chunks of at most seq_len - specials tokens."""
         if self.max_len and seq_len > self.max_len:
@@ -147,7 +147,7 @@ class LoadedModel:
             return out
 
         with torch.inference_mode():
-            for seq in self._sequences(docs, n_tokens, seq_len):
+            for seq in self.sequences(docs, n_tokens, seq_len):
                 pending.append(seq)
                 if len(pending) == batch_size:
                     yield flush(pending)

@@ -51,7 +51,7 @@ def test_js_divergence_by_hand():
 
 
 def test_random_graph_degrees():
-    i, j = graphs._pair_from_index(np.arange(50 * 49 // 2))
+    i, j = graphs.pair_from_index(np.arange(50 * 49 // 2))
     assert ((i > j) & (j >= 0) & (i < 50)).all()
     assert len(set(zip(i.tolist(), j.tolist()))) == 50 * 49 // 2
     for m in (0, 7, 300, 1000, 1225):                 # 1000 > half: complement path

@@ -118,9 +118,9 @@ def test_harvest_with_a_transformer_lens_model(lake, tmp_path):
     with lake.transaction():
         out = harvest(Context(lake, "run-tl"), HarvestConfig("tl", "tiny", str(corpus), 30, 4, 16), model=m)
     assert "harvested 30 tokens" in out
-    ids = [m.prefix + s[2] + m.suffix for s in m._sequences(DOCS, 30, 16)]
+    ids = [m.prefix + s[2] + m.suffix for s in m.sequences(DOCS, 30, 16)]
     want = []
-    for seq, (_, _, real, _) in zip(ids, m._sequences(DOCS, 30, 16)):
+    for seq, (_, _, real, _) in zip(ids, m.sequences(DOCS, 30, 16)):
         _, cache = tl.run_with_cache(torch.tensor([seq]))
         want.append(cache["blocks.1.hook_resid_post"][0, len(m.prefix):len(m.prefix) + len(real)])
     expected = np_encode(torch.cat(want).numpy(), p)
