@@ -35,7 +35,7 @@ TOP_K = 16
 
 
 def _jit():
-    """The compiled kernels (``compute/kernels.py``), imported on first use."""
+    """The compiled kernels (``compute/activations/kernels.py``), imported on first use."""
     from saew.compute.activations import kernels
 
     return {"top_correlations": kernels.top_correlations, "pearson": kernels.pearson}

@@ -1,9 +1,9 @@
 """Compiled (numba) kernels of the activation statistics: sparse products row by row.
 
-Imported lazily by ``compute/coactivation.py`` and ``compute/correlate.py`` (numba is slow to
+Imported lazily by ``coactivation``, ``correlate`` and ``incidence`` (numba is slow to
 import, and ``saew --help`` imports every step module). Compiled code is cached on disk.
 Every kernel works on a tokens x features activity matrix held both ways (see
-``coactivation.Incidence``) and runs over chunks of features on every core (``prange``), each
+``incidence.Incidence``) and runs over chunks of features on every core (``prange``), each
 chunk with its own dense accumulator row of length d_sae that is reset after each row.
 """
 from __future__ import annotations
