@@ -24,10 +24,18 @@ def add_arguments_export(p) -> None:
     p.add_argument("--all", action="store_true", help="also export staging/intermediate models")
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:  # a statement too long to be a file name
+        return False
+
+
 def _read_sql(text: str) -> str:
+    """SQL_OR_FILE: a path ending in .sql (or naming an existing file) is read; else the text is SQL."""
     p = Path(text)
-    if text.endswith(".sql") or (len(text) < 4096 and "\n" not in text and p.is_file()):
-        if not p.is_file():
+    if text.endswith(".sql") or ("\n" not in text and _is_file(p)):
+        if not _is_file(p):
             raise BadInput(f"{text}: no such SQL file")
         return p.read_text()
     return text

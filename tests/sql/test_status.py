@@ -29,3 +29,11 @@ def test_home_before_or_after_the_command_words(saew, home, tmp_path):
         assert "saes" in out or "usage: saew ingest sae" in out
     code, out, _ = run_saew(home, "--home", tmp_path / "empty", "status")
     assert code == 0 and "empty warehouse" in out
+
+
+def test_query_longer_than_a_file_name(saew):
+    """A one-line statement longer than the OS's file-name limit is SQL, not a missing file."""
+    sql = "SELECT " + " + ".join(["1"] * 400) + " AS n"
+    code, out, err = saew("query", sql, "--format", "csv")
+    assert code == 0, err
+    assert out.split() == ["n", "400"]
