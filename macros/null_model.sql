@@ -24,6 +24,11 @@
              'h_cond_mean', 'h_aug_mean', 'mi_cond', 'mi_aug']) }}
 {%- endmacro %}
 
+{#- The rates the findings (rpt_layer_findings) show next to their null. -#}
+{% macro finding_rates() -%}
+  {{ return(['survive_rate', 'split_rate', 'merge_rate', 'vanish_rate', 'birth_rate', 'mean_leak']) }}
+{%- endmacro %}
+
 {#- The rates whose departure from the null makes a layer pair's verdict 'beyond null'. -#}
 {% macro verdict_rates() -%}
   {{ return(['survive_rate', 'split_rate', 'merge_rate', 'vanish_rate', 'birth_rate']) }}

@@ -11,14 +11,21 @@ import ot
 from tests.factories import make_sae, put_sae, run_saew
 from saew.storage import catalog
 from saew.storage.lake import Lake
+from saew.storage.names import null_draw_method
 
 NASTY = "<script>alert('x')</script> & \"quotes\""
 
 
+NULL_DRAWS = 3                  # random, random.1, random.2 (decoder space)
+NO_STRUCTURE = (2, "decoder")   # the one (layer, space) whose clustering has no structure
+
+
 def make_lake(home: Path, release: str = "r", n_layers: int = 4, d_sae: int = 24, d_in: int = 8,
               seed: int = 0) -> Lake:
-    """SAEs, descriptions, clusters (decoder and text, with UMAP x/y), folded and random matches,
-    an emd transport plan, reconstruction with identity/random baselines, training curves."""
+    """SAEs, descriptions, clusters (decoder and text, with UMAP x/y) and their cluster_quality
+    (layer 2 of decoder space without structure), folded matches and NULL_DRAWS random ones
+    (random, random.1, ...), an emd transport plan, reconstruction with identity/random
+    baselines, training curves."""
     lake = Lake(home)
     rng = np.random.default_rng(seed)
     for layer in range(n_layers):
@@ -40,6 +47,13 @@ def make_lake(home: Path, release: str = "r", n_layers: int = 4, d_sae: int = 24
                 lake.write("clusters", {"feature": f, "cluster": cl, "probability": rng.random(d_sae).astype(np.float32),
                                         "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32)},
                            release=release, layer=layer, space=space)
+                sizes = np.bincount(cl[cl >= 0])
+                lake.write("cluster_quality", {
+                    "n_clusters": [int((sizes > 0).sum())], "noise_frac": [float((cl == -1).mean())],
+                    "coherence": [0.5 - 0.05 * layer], "silhouette": [0.2], "params": ["{}"],
+                    "stability_ari": [0.9], "silhouette_null": [0.0], "coherence_null": [0.1],
+                    "largest_share": [float(sizes.max() / d_sae)],
+                    "has_structure": [(layer, space) != NO_STRUCTURE]}, release=release, layer=layer, space=space)
             # activations: each token has a topic cluster whose members fire together
             n_tok = 64
             topic = rng.integers(0, 4, n_tok)
@@ -56,6 +70,23 @@ def make_lake(home: Path, release: str = "r", n_layers: int = 4, d_sae: int = 24
             fa, fb = np.nonzero(np.triu(co, 1))
             lake.write("coactivations", {"feature_a": fa.astype(np.int32), "feature_b": fb.astype(np.int32),
                                          "n_ab": co[fa, fb]}, release=release, layer=layer)
+            # the co-activation graph's degree distribution (edges NPMI > 0, as saew communities
+            # writes it), next to a random G(n, m) with the same nodes and edge count
+            n_f = on.sum(0)
+            p_ab, p_f = co[fa, fb] / n_tok, n_f / n_tok
+            with np.errstate(divide="ignore"):
+                npmi = np.where(p_ab >= 1, 1.0, np.log(p_ab / (p_f[fa] * p_f[fb])) / -np.log(p_ab))
+            live = np.flatnonzero(n_f > 0)
+            deg = np.bincount(np.concatenate([fa[npmi > 0], fb[npmi > 0]]), minlength=d_sae)[live]
+            pairs = np.array([(a, b) for i, a in enumerate(live) for b in live[i + 1:]])
+            pick = pairs[rng.choice(len(pairs), int((npmi > 0).sum()), replace=False)]
+            rdeg = np.bincount(pick.ravel(), minlength=d_sae)[live]
+            top = int(max(deg.max(), rdeg.max())) + 1
+            counts, rcounts = np.bincount(deg, minlength=top), np.bincount(rdeg, minlength=top)
+            seen = np.flatnonzero((counts > 0) | (rcounts > 0))
+            lake.write("graph_degrees", {"degree": seen.astype(np.int64), "n_nodes": counts[seen].astype(np.int64),
+                                         "n_nodes_random": rcounts[seen].astype(np.int64)},
+                       release=release, layer=layer)
             lake.write("training_log", {"step": np.arange(10, dtype=np.int32),
                                         "tokens_seen": np.arange(10, dtype=np.int64) * 512,
                                         "mse": np.linspace(1, 0.1, 10), "fvu": np.linspace(0.9, 0.1 + 0.02 * layer, 10),
@@ -71,6 +102,12 @@ def make_lake(home: Path, release: str = "r", n_layers: int = 4, d_sae: int = 24
                                        "dst_feature": perm, "cost": rng.random(d_sae) * (1 if method == "folded" else 3),
                                        "cosine": cosine},
                            release=release, space="decoder", method=method, src_layer=layer)
+            draws = np.random.default_rng([seed, 1, layer])    # the null's further draws
+            for i in range(1, NULL_DRAWS):
+                lake.write("matches", {"src_feature": f, "dst_layer": np.full(d_sae, layer + 1, np.int32),
+                                       "dst_feature": draws.permutation(d_sae).astype(np.int32),
+                                       "cost": draws.random(d_sae) * 3, "cosine": draws.uniform(-0.3, 0.3, d_sae)},
+                           release=release, space="decoder", method=null_draw_method(i), src_layer=layer)
             ids_a, s_a = np.unique(labels[layer, "decoder"], return_counts=True)
             ids_b, s_b = np.unique(labels[layer + 1, "decoder"], return_counts=True)
             cost = rng.random((len(ids_a), len(ids_b)))
@@ -97,3 +134,25 @@ def make_report_warehouse(home: Path, release: str = "r", n_layers: int = 4, bui
         if code != 0:
             raise RuntimeError(f"saew build failed on the report warehouse:\n{out}\n{err}")
     return lake
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def built_report_warehouse() -> Path:
+    """The home of one report warehouse (built and reported once per test session, then shared
+    read-only: tests that write copy it first), after ``saew build`` and ``saew report``."""
+    if "home" not in _BUILT:
+        import atexit
+        import shutil
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="saew-report-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        home = root / "home"
+        make_report_warehouse(home)
+        code, out, err = run_saew(home, "report", "--release", "r")
+        if code != 0 or "warning" in err or out.strip() != str(home / "reports" / "r" / "index.html"):
+            raise RuntimeError(f"saew report failed on the report warehouse:\n{out}\n{err}")
+        _BUILT["home"] = home
+    return _BUILT["home"]

@@ -408,6 +408,21 @@ def test_empty_warehouse_builds(saew, home):
                  "fct_feature_flow", "fct_feature_fates_activation", "dim_features", "fct_layer_evolution_vs_null",
                  "fct_layer_evolution_null", "dim_links"):
         assert mart(home, f"select count(*) as n from {name}")[0]["n"] == 0
+    report = sorted(p.stem for p in (PROJECT / "models" / "report").glob("rpt_*.sql"))
+    assert len(report) >= 17
+    for name in report:
+        n = mart(home, f"select count(*) as n from {name}")[0]["n"]
+        assert n == (1 if name == "rpt_thresholds" else 0), name
+
+
+def test_build_vars_reach_rpt_thresholds(saew, home):
+    """`saew build --vars` changes the thresholds, and rpt_thresholds shows what the build used."""
+    code, out, err = saew("build", "--quiet", "--select", "rpt_thresholds",
+                          "--vars", "{survive_threshold: 0.6, split_threshold: 0.25, sankey_top: 5}")
+    assert code == 0, out + err
+    (row,) = mart(home, "select * from rpt_thresholds")
+    assert (row["survive_threshold"], row["split_threshold"], row["merge_threshold"]) == (0.6, 0.25, 0.2)
+    assert (row["sankey_top"], row["null_band_z"], row["null_method"]) == (5, 2.0, "random")
 
 
 def test_bad_vars_exit_2(saew, home):

@@ -52,8 +52,8 @@ STEPS: list[Command] = [Command(*c) for c in [
     (("build",), "saew.sql.build", "dbt build (models and data tests) on the catalog", True),
     (("query",), "saew.sql.query", "run SQL (or a .sql file) on the catalog", False),
     (("export",), "saew.sql.query", "write the marts as Parquet for notebooks and BI tools", False),
-    (("plot",), "saew.report.report", "PNG plots of a release", True),
-    (("report",), "saew.report.report", "one static HTML report of a release", True),
+    (("plot",), "saew.report.step", "PNG plots of a release", True),
+    (("report",), "saew.report.step", "one static HTML report of a release", True),
     (("status",), "saew.sql.status", "releases, layers, tables and row counts", False),
 ]]
 

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from tests.factories import make_sae, put_sae, run_saew
-from tests.factories_report import NASTY, make_report_warehouse
-from saew.report import plots
-from saew.report import report
+from tests.factories_report import NASTY, built_report_warehouse
+from saew.report import html as report_html
+from saew.report import plots, read
+from saew.report.items import Table
+from saew.report.sections import flows
 from saew.storage.lake import Lake
 
 EXPECTED_PNGS = {
@@ -29,16 +31,11 @@ EXPECTED_PNGS = {
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def built() -> Path:
     """A 4-layer release with every table the report reads, built with the real dbt project,
-    and its report. Tests that write copy it first."""
-    home = tmp_path_factory.mktemp("report") / "home"
-    make_report_warehouse(home)
-    code, out, err = run_saew(home, "report", "--release", "r")
-    assert code == 0, err
-    assert out.strip() == str(home / "reports" / "r" / "index.html")
-    assert "warning" not in err, err
-    return home
+    and its report (made once per session: saew report exits 0, prints the page's path and
+    warns about nothing). Tests that write copy it first."""
+    return built_report_warehouse()
 
 
 def _copy(home: Path, tmp_path: Path) -> Path:
@@ -217,21 +214,24 @@ def test_sankey_layout_stacks_bands_inside_their_nodes():
             assert np.all(lo[o][1:] >= hi[o][:-1] - 1e-12)                      # and do not overlap
 
 
-def test_sankey_flows_lumps_small_clusters_and_keeps_totals():
-    con = duckdb.connect()
-    con.execute("""CREATE TABLE fct_cluster_transitions AS SELECT 'r' AS release, 'decoder' AS cluster_space,
-        'match/decoder/folded' AS link, 0 AS src_layer, s AS src_cluster, 1 AS dst_layer, d AS dst_cluster,
-        (1 + s * 3 + d)::DOUBLE AS flow, 0.0 AS share_of_src, 0.0 AS share_of_dst
-        FROM range(5) a(s), range(4) b(d)""")
-    r = report.Reader(con)
-    c = report.sankey_flows(r, "r", "decoder", "match/decoder/folded", [0], top=2)
-    assert set(c["src"]) == {4, 3, plots.OTHER} and set(c["dst"]) == {3, 2, plots.OTHER}
-    assert c["flow"].sum() == pytest.approx(sum(1 + s * 3 + d for s in range(5) for d in range(4)))
-    m = (c["src"] == 4) & (c["dst"] == 3)
-    assert c["flow"][m].tolist() == [16.0]
-    m = (c["src"] == plots.OTHER) & (c["dst"] == plots.OTHER)
-    assert c["flow"][m].tolist() == [float(sum(1 + s * 3 + d for s in range(3) for d in range(2)))]
-    assert _n_rows(report.sankey_flows(r, "r", "decoder", "match/decoder/folded", [7], top=2)) == 0
+def test_sankey_flows_lumps_small_clusters_and_keeps_totals(built: Path):
+    """dbt lumps the small clusters (the exact rows: unit test sankey_lumps_small_clusters_and_keeps_totals
+    in models/report/_report__unit_tests.yml); the report's reader keeps every pair's total and maps
+    the lumped node to plots.OTHER."""
+    con = duckdb.connect(str(built / "saew.duckdb"), read_only=True)
+    try:
+        totals = dict(con.sql("SELECT src_layer, sum(flow) FROM fct_cluster_transitions WHERE release = 'r' "
+                              "AND cluster_space = 'decoder' AND link = 'match/decoder/folded' GROUP BY 1").fetchall())
+        r = read.Reader(con)
+        c = flows.sankey_flows(r, "r", "decoder", "match/decoder/folded", [0, 1, 2])
+        assert _n_rows(flows.sankey_flows(r, "r", "decoder", "match/decoder/folded", [7])) == 0
+    finally:
+        con.close()
+    assert set(c["src_layer"].tolist()) == set(totals) == {0, 1, 2}
+    for layer, total in totals.items():
+        m = c["src_layer"] == layer
+        assert c["flow"][m].sum() == pytest.approx(total)
+    assert c["src"].dtype.kind == "i" and c["dst"].dtype.kind == "i"
 
 
 def _n_rows(c) -> int:
@@ -240,15 +240,15 @@ def _n_rows(c) -> int:
 
 def test_parse_pairs_defaults_to_evenly_spaced_pairs():
     layers = list(range(30))
-    pairs = report.parse_pairs(None, layers, "r")
+    pairs = read.parse_pairs(None, layers, "r")
     assert pairs == [(0, 1), (9, 10), (19, 20), (28, 29)]
-    assert report.parse_pairs(None, [3, 5, 9], "r") == [(3, 5), (5, 9)]
-    assert report.parse_pairs(" 5-9 , 3-5,5-9", [3, 5, 9], "r") == [(5, 9), (3, 5)]
-    assert report.parse_pairs(None, [3], "r") == []
+    assert read.parse_pairs(None, [3, 5, 9], "r") == [(3, 5), (5, 9)]
+    assert read.parse_pairs(" 5-9 , 3-5,5-9", [3, 5, 9], "r") == [(5, 9), (3, 5)]
+    assert read.parse_pairs(None, [3], "r") == []
 
 
 def test_html_escapes_table_cells_and_titles():
-    t = report.Table("Matching", "a <b>", "c & d", ["x<y"], [(NASTY, 1.23456, None, True)])
-    out = report._table_html(t)
+    t = Table("Matching", "a <b>", "c & d", ["x<y"], [(NASTY, 1.23456, None, True)])
+    out = report_html.table_html(t)
     assert "<script>" not in out and "&lt;script&gt;" in out and "x&lt;y" in out and "a &lt;b&gt;" in out
     assert '<td class="num">1.235</td>' in out and "<td></td>" in out
