@@ -109,8 +109,12 @@ def null_entropy(seed: int, space: str, draw: int) -> int:
 
 
 def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, stream: int = 0,
-               cfg=None) -> PairMatch:
-    """SAE Match of two SAEs (``SAEParams``) in decoder space with one method."""
+               cfg=None, folded=None) -> PairMatch:
+    """SAE Match of two SAEs (``SAEParams``) in decoder space with one method.
+
+    ``random``: the cost column is ``pair_costs(..., "folded")``, or, given ``folded`` (one
+    ``folded_costs(src, dst)`` shared by the null draws of a layer pair), its float64 ``exact``
+    -- the same formula in one pass (agrees to ~1e-16 relative; draw 0 keeps pair_costs)."""
     from saew.sae.costs import match_vectors, pair_cosines, pair_costs
 
     from saew.compute.matching.costs import CosineCosts, SqEuclidCosts
@@ -120,7 +124,7 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
     if method == "random":
         i, j = random_bijection(src.d_sae, dst.d_sae, seed, stream)
         stats = {"solver": "random"}
-        cost = pair_costs(src, dst, i, j, "folded")
+        cost = pair_costs(src, dst, i, j, "folded") if folded is None else folded.exact(i, j)
     else:
         if method == "cosine":
             costs = CosineCosts(src.w_dec, dst.w_dec, screen=cfg.screen)
@@ -134,14 +138,26 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
     return PairMatch(i, j, cost, cos, float(cost.sum()), stats)
 
 
+def folded_costs(src, dst):
+    """The folded cost of two SAEs as a cost provider (``exact(i, j)``: float64 per pair)."""
+    from saew.sae.costs import match_vectors
+
+    from saew.compute.matching.costs import SqEuclidCosts
+
+    return SqEuclidCosts(match_vectors(src, "folded"), match_vectors(dst, "folded"))
+
+
 def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: np.ndarray,
-               method: str, solver: str = "auto", seed: int = 0, stream: int = 0, cfg=None) -> PairMatch:
-    """Text-space match: cost 1 - cos(e_i, e_j) between embedded features ``f_src``/``f_dst``."""
+               method: str, solver: str = "auto", seed: int = 0, stream: int = 0, cfg=None,
+               costs=None) -> PairMatch:
+    """Text-space match: cost 1 - cos(e_i, e_j) between embedded features ``f_src``/``f_dst``.
+
+    ``costs``: a ``CosineCosts(e_src, e_dst)`` to reuse (the null draws of a layer pair share one)."""
     from saew.compute.matching.costs import CosineCosts
     from saew.compute.matching.solver import SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
-    costs = CosineCosts(e_src, e_dst, screen=cfg.screen)
+    costs = CosineCosts(e_src, e_dst, screen=cfg.screen) if costs is None else costs
     if method == "random":
         i, j = random_bijection(len(f_src), len(f_dst), seed, stream)
         stats = {"solver": "random"}
@@ -169,7 +185,7 @@ def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
-    from saew.compute.matching.costs import resolve_screen
+    from saew.compute.matching.costs import CosineCosts, resolve_screen
     from saew.compute.matching.solver import SolverConfig
     from saew.storage.reads import adjacent_pairs, pick_embedder
 
@@ -207,13 +223,19 @@ def run(args, ctx) -> str:
                            f"d_in {b.d_in}; adjacent SAEs must share d_in to be matched")
         if embedder is not None and a[1].shape[1] != b[1].shape[1]:
             raise BadInput(f"release {release!r}: embeddings of layers {l0} and {l1} differ in width")
-        nulls = []
+        nulls, shared = [], None   # the null draws of a pair share one cost provider
         for method, draw in runs:
             seed = (null_entropy(ctx.seed, args.space, draw), int(l0))
-            if embedder is None:
+            if embedder is None and draw > 0:
+                shared = folded_costs(a, b) if shared is None else shared
+                r = match_pair(a, b, method, args.solver, *seed, cfg=cfg, folded=shared)
+            elif embedder is None:
                 r = match_pair(a, b, method, args.solver, *seed, cfg=cfg)
             else:
-                r = match_text(a[1], a[0], b[1], b[0], method, args.solver, *seed, cfg=cfg)
+                if method == NULL_METHOD:
+                    shared = CosineCosts(a[1], b[1], screen=cfg.screen) if shared is None else shared
+                r = match_text(a[1], a[0], b[1], b[0], method, args.solver, *seed, cfg=cfg,
+                               costs=shared if method == NULL_METHOD else None)
             name = null_draw_method(draw) if method == NULL_METHOD else method
             lake.write("matches", {
                 "src_feature": r.src_feature.astype(np.int32),

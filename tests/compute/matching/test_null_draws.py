@@ -52,6 +52,13 @@ def test_draw_zero_is_what_random_stored_before_and_draws_differ(saew, lake):
         assert [r["cost"] for r in rows] == list(pair_costs(a, b, i, j, "folded"))
         assert [r["cosine"] for r in rows] == list(pair_cosines(a.w_dec, b.w_dec, i, j))
         assert {r["dst_layer"] for r in rows} == {l0 + 1}
+    # draws >= 1: the folded cost (one pass per pair) and the decoder cosine of their own pairs
+    c = lake.query("SELECT src_layer, src_feature, dst_feature, cost, cosine FROM matches "
+                   "WHERE method = 'random.3' AND src_layer = 2 ORDER BY src_feature")
+    a, b = make_sae(8, 30, "jumprelu", seed=2), make_sae(8, 20, "jumprelu", seed=3)
+    i, j = c.column("src_feature").to_numpy(), c.column("dst_feature").to_numpy()
+    np.testing.assert_allclose(c.column("cost").to_numpy(), pair_costs(a, b, i, j, "folded"), rtol=1e-12)
+    np.testing.assert_allclose(c.column("cosine").to_numpy(), pair_cosines(a.w_dec, b.w_dec, i, j), rtol=1e-12)
     # every draw a one-to-one matching of min(n, m) pairs, no two draws alike at any layer pair
     for l0, (n, m) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
         perms = [got[(null_draw_method(i), l0)] for i in range(10)]
