@@ -117,6 +117,8 @@ def test_demo_steps_draw_the_null_in_both_spaces_and_ask_for_stability():
         assert argv[argv.index("--draws") + 1] == "10"
         assert "--stability" in steps[f"cluster ({space})"]
     parser = build_parser()
+    for argv in steps.values():  # every step parses (an OPTIONAL option not taken yet is dropped)
+        assert _parse(parser, argv + ["--home", "/tmp/x", "--seed", "0"])._words == (argv[0],)
     sub = _parse(parser, steps["cluster (decoder)"] + ["--home", "/tmp/x"])
     assert sub.space == "decoder"  # --stability taken, or dropped while saew cluster lacks it
     with pytest.raises(SystemExit):
