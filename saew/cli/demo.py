@@ -138,14 +138,14 @@ _RATES = ("survive_rate", "merge_rate")
 
 def findings(con, release: str) -> list[str]:
     """The demo's result, from the dbt model ``rpt_layer_findings``: per space, each layer
-    pair's survive and merge rates beside their null band (mean +- 2 sd over the random
-    matchings), ``*`` where the mart marks the rate beyond the null (|z| > 2), "no structure"
-    where a layer's clusters beat no null, and one sentence on how many layer pairs show
-    survival above the band.  One line when the mart is missing."""
-    cols = ["cluster_space", "link", "src_layer", "dst_layer", "n_src_clusters", "verdict",
-            "src_has_structure", "dst_has_structure"]
+    pair's survive and merge rates beside their null band [null_<rate>_lo, null_<rate>_hi]
+    (mean +- null_band_z sd over the random matchings), ``*`` where the mart marks the rate
+    beyond the null, "no structure" where a layer's clusters beat no null, and one sentence on
+    how many layer pairs show survival above the band.  One line when the mart is missing."""
+    cols = ["cluster_space", "link", "src_layer", "dst_layer", "n_src_clusters", "n_null_draws",
+            "verdict", "src_has_structure", "dst_has_structure"]
     for r in _RATES:
-        cols += [r, f"null_{r}", f"null_{r}_sd", f"{r}_beyond_null"]
+        cols += [r, f"null_{r}", f"null_{r}_lo", f"null_{r}_hi", f"{r}_beyond_null"]
     where = " OR ".join("(cluster_space = ? AND link = ?)" for _ in FINDINGS)
     try:
         rel = con.execute(f"SELECT {', '.join(cols)} FROM rpt_layer_findings WHERE release = ? "
@@ -155,28 +155,33 @@ def findings(con, release: str) -> list[str]:
     except Exception as e:  # marts not built, or built before rpt_layer_findings existed
         return [f"  (no findings: rpt_layer_findings is not readable; run saew build: "
                 f"{str(e).splitlines()[0]})"]
+    try:
+        z = float(con.execute("SELECT null_band_z FROM rpt_thresholds").fetchone()[0])
+    except Exception:  # an older build: the default of dbt_project.yml
+        z = 2.0
     out = []
     for space, link in FINDINGS:
         out += space_findings(space, link, [r for r in rows if r["cluster_space"] == space
-                                            and r["link"] == link])
+                                            and r["link"] == link], z)
     return out
 
 
-def space_findings(space: str, link: str, rows: list[dict]) -> list[str]:
+def space_findings(space: str, link: str, rows: list[dict], z: float = 2.0) -> list[str]:
     """The table and the sentence of one cluster space (rows: its layer pairs, in order)."""
-    head = f"  {space} clusters, link {link}:"
     if not rows:
-        return [head, f"    no layer pairs (run saew match and saew cluster for the {space} space, then saew build)"]
-    lines = [head, f"    {'layers':>9}  {'clusters':>8}  {'survive (null mean +- 2 sd)':<31}  "
-                   f"merge (null mean +- 2 sd)"]
+        return [f"  {space} clusters, link {link}:",
+                f"    no layer pairs (run saew match and saew cluster for the {space} space, then saew build)"]
+    draws = max(r["n_null_draws"] or 0 for r in rows)
+    lines = [f"  {space} clusters, link {link} (null: {draws} random matching{'s' * (draws != 1)}; "
+             f"band = mean +- {z:g} sd; * beyond it):",
+             f"    {'layers':>9}  {'clusters':>8}  {'survive [null band]':<27}  merge [null band]"]
     for r in rows:
         pair = f"{r['src_layer']} -> {r['dst_layer']}"
         if r["verdict"] == "no structure":
             lines.append(f"    {pair:>9}  {_num(r['n_src_clusters']):>8}  no structure")
             continue
         cells = [_rate_cell(r, rate) for rate in _RATES]
-        lines.append(f"    {pair:>9}  {_num(r['n_src_clusters']):>8}  {cells[0]:<31}  {cells[1]}".rstrip())
-    lines.append("    * beyond the null (|z| > 2)")
+        lines.append(f"    {pair:>9}  {_num(r['n_src_clusters']):>8}  {cells[0]:<27}  {cells[1]}".rstrip())
     gone = sorted({r["src_layer"] for r in rows if r["src_has_structure"] is False}
                   | {r["dst_layer"] for r in rows if r["dst_has_structure"] is False})
     if gone:
@@ -190,14 +195,15 @@ def _num(x) -> str:
 
 
 def _rate_cell(r: dict, rate: str) -> str:
-    """``0.420 (0.350 +- 0.050) *``: the rate, its null band, the mark beyond the null."""
-    v, mean, sd = r[rate], r[f"null_{rate}"], r[f"null_{rate}_sd"]
+    """``0.420 [0.300, 0.400] *``: the rate, its null band, the mark beyond the null."""
+    v, mean, lo, hi = r[rate], r[f"null_{rate}"], r[f"null_{rate}_lo"], r[f"null_{rate}_hi"]
     if v is None:
         return "-"
     if mean is None:
         return f"{v:.3f} (no null)"
-    band = f"{mean:.3f} +- {2 * sd:.3f}" if sd is not None else f"{mean:.3f}, one draw"
-    return f"{v:.3f} ({band})" + (" *" if r[f"{rate}_beyond_null"] else "")
+    if lo is None or hi is None:
+        return f"{v:.3f} (null {mean:.3f}, no band)"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" + (" *" if r[f"{rate}_beyond_null"] else "")
 
 
 def verdict_sentence(space: str, link: str, rows: list[dict]) -> str:
@@ -205,25 +211,27 @@ def verdict_sentence(space: str, link: str, rows: list[dict]) -> str:
     most of them.  Above = the mart's survive_rate_beyond_null and the rate over the null mean."""
     label = f"{link.split('/')[-1]}-match survival"
     n = len(rows)
-    counts = {"above": 0, "within": 0, "below": 0, "no structure": 0, "no null": 0}
+    counts = {"above": 0, "within": 0, "below": 0, "no structure": 0, "no null": 0, "no band": 0}
     for r in rows:
         if r["verdict"] == "no structure":
             counts["no structure"] += 1
         elif r["verdict"] == "no null" or r["null_survive_rate"] is None or r["survive_rate"] is None:
             counts["no null"] += 1
+        elif r["null_survive_rate_lo"] is None:
+            counts["no band"] += 1
         elif r["survive_rate_beyond_null"]:
             counts["above" if r["survive_rate"] > r["null_survive_rate"] else "below"] += 1
         else:
             counts["within"] += 1
     where = {"within": "within it", "below": "below it", "no structure": "no structure",
-             "no null": "no null"}
+             "no null": "no null", "no band": "one null draw, no band"}
     if counts["above"] * 2 > n:
         rest = [f"{where[k]} at {c}" for k, c in counts.items() if k != "above" and c]
         return (f"{space} clusters: {label} is above the null band at {counts['above']} of {n} layer "
                 f"pairs" + (f" ({', '.join(rest)})." if rest else "."))
-    if counts["no null"] == n:
-        return (f"{space} clusters: no null to compare with; run saew match --space {space} "
-                f"--method {NULL_METHOD} and saew build.")
+    if counts["no null"] + counts["no band"] == n:
+        return (f"{space} clusters: no null band to compare with (it takes at least two null "
+                f"draws); run saew match --space {space} --method {NULL_METHOD} and saew build.")
     others = [k for k in counts if k != "above"]
     if all(counts["within"] >= counts[k] for k in others):
         head = f"is within the null band at {counts['within']} of {n} layer pairs"

@@ -43,6 +43,11 @@ def con():
               "null_merge_rate DOUBLE, null_merge_rate_sd DOUBLE, merge_rate_beyond_null BOOLEAN, "
               "verdict VARCHAR)")
     c.executemany(f"INSERT INTO rpt_layer_findings VALUES ({', '.join('?' * len(COLS))})", ROWS)
+    c.execute("ALTER TABLE rpt_layer_findings ADD COLUMN n_null_draws INT DEFAULT 10")
+    for r in ("survive_rate", "merge_rate"):  # the band as the mart gives it: mean +- 2 sd
+        for end, sign in (("lo", "-"), ("hi", "+")):
+            c.execute(f"ALTER TABLE rpt_layer_findings ADD COLUMN null_{r}_{end} DOUBLE")
+            c.execute(f"UPDATE rpt_layer_findings SET null_{r}_{end} = null_{r} {sign} 2 * null_{r}_sd")
     yield c
     c.close()
 
@@ -50,11 +55,12 @@ def con():
 def test_findings_show_rates_with_their_null_band_and_say_what_they_mean(con):
     text = "\n".join(findings(con, "r"))
     lines = text.splitlines()
-    assert lines[0] == "  decoder clusters, link match/decoder/folded:"
+    assert lines[0] == ("  decoder clusters, link match/decoder/folded (null: 10 random matchings; "
+                        "band = mean +- 2 sd; * beyond it):")
     row = next(ln for ln in lines if ln.strip().startswith("0 -> 1"))
-    assert "0.600 (0.300 +- 0.100) *" in row and "0.100 (0.200 +- 0.040) *" in row
+    assert "0.600 [0.200, 0.400] *" in row and "0.100 [0.160, 0.240] *" in row
     row = next(ln for ln in lines if ln.strip().startswith("1 -> 2"))
-    assert "0.330 (0.300 +- 0.100)" in row and "*" not in row
+    assert "0.330 [0.200, 0.400]" in row and "0.210 [0.160, 0.240]" in row and "*" not in row
     for pair in ("3 -> 4", "4 -> 5"):
         row = next(ln for ln in lines if ln.strip().startswith(pair))
         assert row.endswith("no structure") and "0." not in row
@@ -68,7 +74,7 @@ def test_findings_show_rates_with_their_null_band_and_say_what_they_mean(con):
     assert ("  decoder clusters: folded-match survival is within the null band at 3 of 5 layer pairs "
             "(above it at 1, no structure at 1): most layer pairs show nothing beyond a random "
             "matching.") in findings(con, "r")
-    assert "  text clusters, link match/text/cosine:" in lines
+    assert any(ln.startswith("  text clusters, link match/text/cosine (null: 10") for ln in lines)
     assert ("  text clusters: cosine-match survival is above the null band at 2 of 3 layer pairs "
             "(within it at 1).") in lines
     assert "0.900" not in text  # other links and releases are left out
@@ -84,6 +90,7 @@ def test_findings_of_a_space_without_rows(con):
     con.execute("DELETE FROM rpt_layer_findings WHERE cluster_space = 'text'")
     out = findings(con, "r")
     i = out.index("  text clusters, link match/text/cosine:")
+    assert out[0].startswith("  decoder clusters, link match/decoder/folded (null: 10")
     assert out[i + 1].startswith("    no layer pairs")
 
 
@@ -99,9 +106,16 @@ def test_summary_on_a_built_warehouse():
                                     "WHERE table_name = 'rpt_layer_findings'").fetchone()[0])
     finally:
         con.close()
-    if has_mart:
-        assert "  decoder clusters, link match/decoder/folded:" in text
-        assert "0 -> 1" in text and "decoder clusters: folded-match survival" in text
+    if has_mart:  # one random draw of the decoder space, none of the text space: no band
+        lines = text.splitlines()
+        assert ("  decoder clusters, link match/decoder/folded (null: 1 random matching; "
+                "band = mean +- 2 sd; * beyond it):") in lines
+        assert any(ln.split()[:3] == ["0", "->", "1"] and "1.000 (null 0.500, no band)" in ln for ln in lines)
+        assert any(ln.startswith("  text clusters, link match/text/cosine (null: 0") for ln in lines)
+        assert "1.000 (no null)" in text
+        for space in ("decoder", "text"):
+            assert (f"  {space} clusters: no null band to compare with (it takes at least two null draws); "
+                    f"run saew match --space {space} --method random and saew build.") in lines
     else:
         assert sum("rpt_layer_findings" in ln for ln in text.splitlines()) == 1
 
