@@ -4,7 +4,9 @@ Targets (issue 7): the build in at most 120 s; one feature's lineage query at mo
 
 The warehouse is synthetic, generated with numpy straight into the lake (Lake.write):
 12 layers x 32,768 features; matches for every link (decoder: folded, folded-decoder,
-unfolded, cosine, random; text: cosine) as random bijections; random clusters in decoder and
+unfolded, cosine, random; text: cosine) as random bijections, plus the null model's further
+draws (--draws, default 10 as `saew match --method random --draws`: decoder random.1 ...
+random.<N-1>, and text random ... random.<N-1>); random clusters in decoder and
 text space (~1,000 clusters per layer, noise and no-vector labels); sparse transport plans
 (decoder/emd, text/emd); 600,000 tokens x 32 active features per layer of activations;
 co-activation pairs (--coact-pairs per layer); correlations (top 16 per source feature); one
@@ -36,14 +38,21 @@ sys.path.insert(0, str(ROOT))
 
 from saew.storage import catalog  # noqa: E402
 from saew.storage.lake import Lake, float_lists  # noqa: E402
+from saew.storage.names import null_draw_method  # noqa: E402
 
 RELEASE = "gpt2-v5-32k"
 MATCH_LINKS = [("decoder", m) for m in ("folded", "folded-decoder", "unfolded", "cosine", "random")] + \
               [("text", "cosine")]
 
 
+def match_links(draws: int) -> list[tuple[str, str]]:
+    """MATCH_LINKS plus the null's draws 1 .. draws-1 in decoder space and 0 .. draws-1 in text space."""
+    return MATCH_LINKS + [("decoder", null_draw_method(i)) for i in range(1, draws)] + \
+        [("text", null_draw_method(i)) for i in range(draws if draws > 1 else 0)]
+
+
 def generate(lake: Lake, n_layers: int, d_sae: int, n_tokens: int, active: int, n_clusters: int,
-             coact_pairs: int, seed: int = 0) -> dict[str, int]:
+             coact_pairs: int, seed: int = 0, draws: int = 10) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     rows: dict[str, int] = {}
 
@@ -105,7 +114,7 @@ def generate(lake: Lake, n_layers: int, d_sae: int, n_tokens: int, active: int, 
         if layer + 1 == n_layers:
             break
         with lake.transaction():
-            for space, method in MATCH_LINKS:
+            for space, method in match_links(draws):
                 perm = rng.permutation(d_sae).astype(np.int32)
                 lake.write("matches", {
                     "src_feature": feats, "dst_layer": np.full(d_sae, layer + 1, np.int32), "dst_feature": perm,
@@ -163,6 +172,7 @@ def main() -> None:
     ap.add_argument("--active", type=int, default=32)
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--coact-pairs", type=int, default=2_000_000, help="co-activation pairs per layer")
+    ap.add_argument("--draws", type=int, default=10, help="null draws (random, random.1, ...) per space")
     ap.add_argument("--home", default=None, help="reuse/keep a warehouse here (default: a temp dir)")
     args = ap.parse_args()
 
@@ -170,7 +180,8 @@ def main() -> None:
     lake = Lake(home)
     t0 = time.perf_counter()
     if not lake.has_data("saes"):
-        rows = generate(lake, args.layers, args.features, args.tokens, args.active, args.clusters, args.coact_pairs)
+        rows = generate(lake, args.layers, args.features, args.tokens, args.active, args.clusters, args.coact_pairs,
+                        draws=args.draws)
         print(f"generated in {time.perf_counter() - t0:.1f} s: {rows}")
 
     # baseline: one aggregation over every activation, in-process DuckDB over the lake
@@ -192,6 +203,8 @@ def main() -> None:
 
     con = duckdb.connect(str(home / "saew.duckdb"), read_only=True)
     n_lineage = con.sql("select count(*) from fct_feature_lineage").fetchall()[0][0]
+    n_null, n_vs = con.sql("select max(n_null_draws), count(*) from fct_layer_evolution_vs_null").fetchall()[0]
+    print(f"fct_layer_evolution_vs_null: {n_vs} rows, up to {n_null} null draws per layer pair")
     full = timed(lambda: con.sql("select count(*), sum(cum_cost) from fct_feature_lineage").fetchall(), repeat=3)
     sql = ("select l.depth, l.layer, l.feature, l.step_cosine, l.cum_cost, l.description "
            "from fct_feature_lineage as l where l.release = ? and l.link = ? and l.root_layer = ? "

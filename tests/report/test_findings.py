@@ -68,7 +68,8 @@ def test_null_over_draws_matches_numpy(built: Path):
 
 
 def test_lineage_skips_the_later_draws(built: Path):
-    for mart in ("fct_feature_lineage", "fct_feature_persistence", "rpt_persistence_histogram"):
+    for mart in ("fct_feature_lineage", "fct_feature_persistence", "rpt_persistence_histogram",
+                 "rpt_match_quantiles"):
         links = {r["link"] for r in _q(built, f"SELECT DISTINCT link FROM {mart}")}
         assert links == {"match/decoder/folded", "match/decoder/random"}, mart
     links = {r["link"]: r for r in _q(built, "SELECT * FROM dim_links")}
