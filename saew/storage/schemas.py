@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 FLOATS = pa.list_(pa.float32())
+STRINGS = pa.list_(pa.string())
+INTS = pa.list_(pa.int32())
 _TS = pa.timestamp("us")
 
 
@@ -151,6 +153,20 @@ _SPECS = [
         ("release", "other_release"), ("release", "other_release", "layer"),
         "Jensen-Shannon divergence (bits, in [0, 1]) between the degree distributions of two "
         "releases' co-activation graphs of one layer, and from a random G(n, m) baseline."),
+    TableSpec("examples", _s(
+        ("release", S), ("layer", I), ("feature", I), ("kind", S), ("rank", I), ("token_id", L),
+        ("tokens", STRINGS), ("acts", FLOATS), ("peak", I), ("value", F)),
+        ("release", "layer"), ("release", "layer", "feature", "kind", "rank"),
+        "Activation examples per feature: kind 'top' (the K strongest, rank 0 first) or "
+        "'quantile' (samples across the activation range); a window of tokens around the peak "
+        "token, with the feature's activation on each."),
+    TableSpec("feature_stats", _s(
+        ("release", S), ("layer", I), ("feature", I), ("max_act", F), ("frac_nonzero", D),
+        ("pos_str", STRINGS), ("pos_values", FLOATS), ("neg_str", STRINGS), ("neg_values", FLOATS),
+        ("topk_cos_indices", INTS), ("topk_cos_values", FLOATS), ("source", S)),
+        ("release", "layer"), ("release", "layer", "feature"),
+        "Per-feature statistics from elsewhere (Neuronpedia's features export): max activation, "
+        "firing frequency, top positive/negative logits, nearest decoder neighbours."),
 ]
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}
