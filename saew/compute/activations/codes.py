@@ -1,33 +1,56 @@
-"""SAE codes as sparse COO pieces, and a harvest's lake write (tokens, activations, activation_sets).
+"""SAE codes as sparse COO pieces, and a harvest's lake write (tokens, activations, activation_sets,
+examples).
 
 Shared by ``saew harvest`` and ``saew train --harvest`` (which records its own training pass
 as a harvest): ``sparse_rows`` turns a batch of codes into (token_id, feature, value) pieces,
-``write_harvest`` writes the pieces of every layer with the batches' token metadata.
+``write_harvest`` writes the pieces of every layer with the batches' token metadata, and the
+layer's activation examples (``compute.activations.examples``: running top-K and quantile
+samples, fed batch by batch by the caller or here piece by piece).
 """
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
+from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector, TokenTable, example_rows
 from saew.errors import BadInput
 
 
+def check_examples(k: int) -> None:
+    if k < 0:
+        raise BadInput(f"--examples {k}: must be 0 or more")
+
+
 def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int, list],
-                  corpus: str) -> tuple[int, dict[int, float]]:
+                  corpus: str, selectors: dict[int, ExampleSelector] | None = None,
+                  n_examples: int = DEFAULT_EXAMPLES) -> tuple[int, dict[int, float]]:
     """Write ``tokens`` (from the batches' token metadata), one ``activations`` partition per
-    layer (the concatenated COO pieces) and ``activation_sets``; (tokens seen, mean L0 per layer)."""
+    layer (the concatenated COO pieces), ``activation_sets`` and ``examples`` (from ``selectors``
+    when the caller streamed the batches through them, else selected here over the pieces);
+    (tokens seen, mean L0 per layer)."""
     n_seen = sum(len(b) for b in batches)
     if n_seen == 0:
         raise BadInput(f"--corpus {corpus}: produced no tokens")
-    lake.write("tokens", {"token_id": np.concatenate([b.token_ids for b in batches]),
-                          "doc": np.concatenate([b.doc for b in batches]),
-                          "pos": np.concatenate([b.pos for b in batches]),
-                          "token": [t for b in batches for t in b.tokens]}, release=release)
+    token_id = np.concatenate([b.token_ids for b in batches])
+    doc = np.concatenate([b.doc for b in batches])
+    pos = np.concatenate([b.pos for b in batches])
+    token = pa.array([t for b in batches for t in b.tokens], pa.string())
+    lake.write("tokens", {"token_id": token_id, "doc": doc, "pos": pos, "token": token}, release=release)
+    order = np.argsort(token_id, kind="stable")
+    toks = TokenTable(token_id[order], doc[order], pos[order], token.take(pa.array(order)))
     n_active = {}
     for L in sorted(coo):
         pieces = coo.pop(L)
+        sel = (selectors or {}).get(L)
+        if sel is None:
+            d_sae = max((int(p[1].max()) + 1 for p in pieces if len(p[1])), default=1)
+            sel = ExampleSelector(d_sae, n_examples)
+            for p in pieces:
+                sel.update(*p)
         tid, feat, val = (np.concatenate([p[i] for p in pieces]) for i in range(3))
         lake.write("activations", {"token_id": tid, "feature": feat, "value": val},
                    release=release, layer=int(L))
+        lake.write("examples", example_rows(sel, toks, (tid, feat, val)), release=release, layer=int(L))
         lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
                                        "run_id": [run_id]}, release=release, layer=int(L))
         n_active[int(L)] = len(val) / n_seen

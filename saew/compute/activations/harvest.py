@@ -6,7 +6,9 @@ layer's SAE (``sae.encode.TorchSAE``: relu / jumprelu / topk, ``apply_b_dec_to_i
 ``layer_norm`` input normalisation). Only the non-zero activations are kept, as sparse COO
 pieces per layer (token_id int64, feature int32, value float32); nothing dense outlives a batch.
 Writes ``tokens`` (one partition per release), ``activations`` (one partition per layer, all
-non-zero values) and ``activation_sets`` (n_tokens = every token seen, active or not).
+non-zero values), ``activation_sets`` (n_tokens = every token seen, active or not) and
+``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected batch by
+batch as the run goes: ``compute.activations.examples``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saew.compute.activations.codes import sparse_rows, write_harvest
+from saew.compute.activations.codes import check_examples, sparse_rows, write_harvest
+from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
 from saew.errors import BadInput
 from saew.progress import progress
 from saew.storage.saes import load_sae, require_release
@@ -28,6 +31,7 @@ class HarvestConfig:
     tokens: int
     batch_size: int = 8
     seq_len: int = 128
+    examples: int = DEFAULT_EXAMPLES
 
 
 def add_arguments(p) -> None:
@@ -38,10 +42,13 @@ def add_arguments(p) -> None:
     p.add_argument("--tokens", type=int, required=True, help="number of tokens to run")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
+    p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
+                   help=f"top activation examples kept per feature (default {DEFAULT_EXAMPLES}; 0: none)")
 
 
 def run(args, ctx) -> str:
-    cfg = HarvestConfig(args.release, args.model, args.corpus, args.tokens, args.batch_size, args.seq_len)
+    cfg = HarvestConfig(args.release, args.model, args.corpus, args.tokens, args.batch_size, args.seq_len,
+                        args.examples)
     return harvest(ctx, cfg)
 
 
@@ -52,6 +59,7 @@ def check_config(cfg: HarvestConfig) -> None:
         raise BadInput(f"--batch-size {cfg.batch_size}: must be positive")
     if cfg.seq_len < 2:
         raise BadInput(f"--seq-len {cfg.seq_len}: must be at least 2")
+    check_examples(cfg.examples)
 
 
 def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
@@ -86,6 +94,7 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
             raise BadInput(f"--release {cfg.release}: block {block} is hooked both at resid_pre and "
                            f"resid_post; harvest those SAEs in separate releases")
     saes = {L: TorchSAE.from_params(p) for L, p in params.items()}
+    selectors = {L: ExampleSelector(p.d_sae, cfg.examples) for L, p in params.items()}
 
     coo: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {L: [] for L in layers}
     metas: list = []
@@ -96,11 +105,13 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
         for b in batches:
             metas.append(b)
             for L, sae in saes.items():
-                coo[L].append(sparse_rows(sae.encode(b.resid[points[L][0]]), b.token_ids))
+                piece = sparse_rows(sae.encode(b.resid[points[L][0]]), b.token_ids)
+                selectors[L].update(*piece)
+                coo[L].append(piece)
             b.resid = {}
             bar.update(len(b))
     bar.close()
-    n_seen, n_active = write_harvest(lake, cfg.release, ctx.run_id, metas, coo, cfg.corpus)
+    n_seen, n_active = write_harvest(lake, cfg.release, ctx.run_id, metas, coo, cfg.corpus, selectors)
     short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
     l0 = ", ".join(f"L{L}: {a:.1f}" for L, a in n_active.items())
     return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "

@@ -66,6 +66,8 @@ def add_arguments(p) -> None:
                         "with the new SAEs and write tokens, activations and activation_sets, "
                         "exactly as a following `saew harvest` over the same tokens would (one "
                         "model pass instead of two)")
+    p.add_argument("--examples", type=int, default=20,
+                   help="with --harvest: top activation examples kept per feature (default 20; 0: none)")
 
 
 def _config(args, d_model: int | None, seed: int) -> TrainConfig:
@@ -122,6 +124,9 @@ def run(args, ctx) -> str:
         raise BadInput(f"--release {release!r}: holds SAEs with d_in {other[0]}, "
                        f"but {spec_.name} has d_model {spec_.d_model}")
     if getattr(args, "harvest", False):
+        from saew.compute.activations.codes import check_examples
+
+        check_examples(getattr(args, "examples", 20))
         others = ctx.lake.query(
             "SELECT layer FROM saes WHERE release = ? AND NOT list_contains(?, layer) ORDER BY 1",
             [release, layer_list]).column("layer").to_pylist()
@@ -173,8 +178,10 @@ def run(args, ctx) -> str:
         if metas is not None:
             from saew.compute.activations.codes import write_harvest
 
-            n_seen, _ = write_harvest(ctx.lake, release, ctx.run_id, metas, coo, args.corpus)
-            lines.append(f"  harvested the same {n_seen} tokens: tokens, activations, activation_sets")
+            n_seen, _ = write_harvest(ctx.lake, release, ctx.run_id, metas, coo, args.corpus,
+                                      n_examples=getattr(args, "examples", 20))
+            lines.append(f"  harvested the same {n_seen} tokens: tokens, activations, "
+                         f"activation_sets, examples")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     lines.append(f"  folders: {saes_dir}")
