@@ -184,6 +184,61 @@ def neuronpedia_feature(layer: int, index: int, explanations: list[tuple[str, st
                 for i, (d, m) in enumerate(explanations)]}
 
 
+def neuronpedia_activation_row(source: str, index: int, tokens: list[str], values: list[float], *,
+                               row_id: str = "", model: str = "gpt2-small") -> dict:
+    """One ``activations/batch-N.jsonl.gz`` row, with the exporter's columns (table Activation)."""
+    peak = int(np.argmax(values))
+    return {"id": row_id or f"act-{source}-{index}-{peak}-{len(tokens)}", "modelId": model, "layer": source,
+            "index": str(index), "creatorId": "clz", "dataSource": None, "tokens": tokens,
+            "maxValue": float(max(values)), "minValue": float(min(values)), "values": values,
+            "maxValueTokenIndex": peak, "dfaValues": [], "dfaMaxValue": None, "dfaTargetIndex": None,
+            "binContains": -1, "binMin": -1, "binMax": -1}
+
+
+def neuronpedia_neuron_row(source: str, index: int, *, max_act: float, frac: float,
+                           pos: list[tuple[str, float]], neg: list[tuple[str, float]],
+                           cos: list[tuple[int, float]], model: str = "gpt2-small") -> dict:
+    """One ``features/batch-N.jsonl.gz`` row, with the exporter's columns (table Neuron)."""
+    return {"modelId": model, "layer": source, "index": str(index), "maxActApprox": max_act,
+            "creatorId": "clz", "frac_nonzero": frac, "freq_hist_data_bar_heights": [3.0, 1.0],
+            "freq_hist_data_bar_values": [0.5, 1.5], "logits_hist_data_bar_heights": [],
+            "logits_hist_data_bar_values": [], "neuron_alignment_indices": [], "neuron_alignment_l1": [],
+            "neuron_alignment_values": [], "correlated_neurons_indices": [], "correlated_neurons_l1": [],
+            "correlated_neurons_pearson": [], "decoder_weights_dist": [],
+            "neg_str": [t for t, _ in neg], "neg_values": [v for _, v in neg],
+            "pos_str": [t for t, _ in pos], "pos_values": [v for _, v in pos], "sourceSetName": "res-jb",
+            "topkCosSimIndices": [i for i, _ in cos], "topkCosSimValues": [v for _, v in cos],
+            "vector": [], "vectorLabel": None, "hookName": None, "vectorDefaultSteerStrength": 10,
+            "hasVector": False}
+
+
+def neuronpedia_explanation_row(source: str, index: int, description: str, *, umap: tuple | None = None,
+                                explainer: str = "gpt-4o-mini", model: str = "gpt2-small") -> dict:
+    """One ``explanations/batch-N.jsonl.gz`` row, with the exporter's columns (table Explanation)."""
+    x, y, c = umap if umap is not None else (0.0, 0.0, 0)  # the database defaults
+    return {"id": f"exp-{source}-{index}-{explainer}", "modelId": model, "layer": source, "index": str(index),
+            "authorId": "clz", "description": description, "embedding": None,
+            "typeName": "oai_token-act-pair", "explanationModelName": explainer,
+            "umap_x": x, "umap_y": y, "umap_cluster": c, "umap_log_feature_sparsity": 0.0}
+
+
+def write_neuronpedia_export(root: Path, model: str, sources: dict[str, dict[str, list[dict]]],
+                             batch_size: int = 2) -> Path:
+    """An export folder as Neuronpedia's exporter writes it: ``exports/<model>/<source>/`` with
+    model/source jsonl metadata and ``{explanations,features,activations}/batch-N.jsonl.gz``
+    (``batch_size`` rows per batch); ``exports/config/*.jsonl`` too. Returns ``exports``."""
+    exports = root / "exports"
+    write_jsonl(exports / "config" / "explanation_type.jsonl", [{"name": "oai_token-act-pair"}])
+    for source, kinds in sources.items():
+        base = exports / model / source
+        write_jsonl(base / "model.jsonl", [{"id": model, "layers": 12}])
+        write_jsonl(base / "source.jsonl", [{"id": source, "modelId": model}])
+        for kind, rows in kinds.items():
+            for b in range(0, max(len(rows), 1), batch_size):
+                write_jsonl_gz(base / kind / f"batch-{b // batch_size}.jsonl.gz", rows[b:b + batch_size])
+    return exports
+
+
 # ---------------------------------------------------------------- results computed elsewhere
 def write_labels(path: Path, labels) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

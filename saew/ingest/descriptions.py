@@ -1,6 +1,16 @@
-"""``saew ingest descriptions PATH... --release R [--layer L]``: Neuronpedia explanations.
+"""``saew ingest descriptions PATH... --release R [--layer L]``: Neuronpedia explanations,
+and whole Neuronpedia export folders.
 
-Accepted inputs (a folder is searched recursively for these):
+An export folder as Neuronpedia's exporter writes it,
+``exports/<modelId>/<source>/{explanations,features,activations}/batch-N.jsonl.gz``, ingests in
+one command: ``explanations`` batches into ``descriptions`` (below) and their UMAP columns into
+``clusters`` (space 'neuronpedia'), ``activations`` batches into ``examples`` and ``features``
+batches into ``feature_stats`` (``ingest.neuronpedia`` has their fields). A file's kind is the
+name of its folder; the exporter's metadata files (model/source/sourceset/release.jsonl, the
+``config`` folder) are skipped. Every file is streamed line by line; nothing is written until
+every row of every file has been read and checked.
+
+Accepted explanation inputs (a folder is searched recursively for these):
 
 * bulk export rows, one JSON object per line: ``explanations/batch-N.jsonl.gz`` or ``.jsonl``
   (modelId, layer such as ``"6-res-jb"``, index as a string or an int, description,
@@ -31,10 +41,13 @@ from pathlib import Path
 from typing import Iterator
 
 from saew.errors import BadInput
+from saew.ingest.neuronpedia import ExportTables
 from saew.storage.saes import d_sae
 
 _LAYER = re.compile(r"\s*(\d+)(?:\D.*)?", re.DOTALL)
 SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json")
+ROW_KINDS = ("activations", "features")  # folders of an export whose rows are not explanations
+METADATA = {"model.jsonl", "source.jsonl", "sourceset.jsonl", "release.jsonl"}
 
 
 def add_arguments(p) -> None:
@@ -49,7 +62,8 @@ def files_of(path: Path) -> list[Path]:
     if not path.exists():
         raise BadInput(f"{path}: no such file or directory")
     if path.is_dir():
-        found = sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES))
+        found = sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)
+                       and f.name not in METADATA and "config" not in f.relative_to(path).parts[:-1])
         if not found:
             raise BadInput(f"{path}: no .json, .jsonl or .jsonl.gz files in this folder")
         return found
@@ -93,8 +107,24 @@ def _expand(obj, where: str) -> Iterator[tuple[dict, str]]:
         raise BadInput(f"{where}: expected a JSON object or list, found {type(obj).__name__}")
 
 
+def kind_of(f: Path) -> str:
+    """'activations' or 'features' for the export's batches of those, else 'explanations'."""
+    return f.parent.name if f.parent.name in ROW_KINDS else "explanations"
+
+
 def read_rows(f: Path) -> Iterator[tuple[dict, str]]:
-    if f.name.endswith((".jsonl", ".jsonl.gz")):
+    if kind_of(f) != "explanations":
+        for n, line in _lines(f):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise BadInput(f"{f}:{n}: expected a JSON object, found {type(obj).__name__}")
+            yield obj, f"{f}:{n}"
+    elif f.name.endswith((".jsonl", ".jsonl.gz")):
         for n, line in _lines(f):
             if not line.strip():
                 continue
@@ -168,13 +198,17 @@ def run(args, ctx) -> str:
     files = [f for p in args.paths for f in files_of(Path(p))]
     chosen: dict[tuple[int, int], tuple[str, str]] = {}
     limits: dict[int, int] = {}
-    n_rows = 0
+    counts = dict.fromkeys(("explanations", *ROW_KINDS), 0)
+    extra = ExportTables()
     for f in files:
+        kind = kind_of(f)
+        source = f.parent.parent.name  # exports/<modelId>/<source>/<kind>/batch-N.jsonl.gz
         for row, where in read_rows(f):
-            desc = row.get("description")
-            if desc is not None and not isinstance(desc, str):
-                raise BadInput(f"{where}: description must be a string")
-            layer = args.layer if args.layer is not None else parse_layer(row.get("layer"), where)
+            lay = row.get("layer")
+            if args.layer is not None:
+                layer = args.layer
+            else:
+                layer = parse_layer(source if lay is None and kind != "explanations" else lay, where)
             feature = parse_index(row.get("index", row.get("feature")), where)
             if layer not in limits:
                 try:
@@ -184,16 +218,29 @@ def run(args, ctx) -> str:
             if feature >= limits[layer]:
                 raise BadInput(f"{where}: feature {feature} is out of range (release {release!r} "
                                f"layer {layer} has d_sae={limits[layer]})")
-            n_rows += 1
+            counts[kind] += 1
+            if kind == "activations":
+                extra.add_activation(row, layer, feature, where)
+                continue
+            if kind == "features":
+                extra.add_feature(row, layer, feature, where)
+                continue
+            desc = row.get("description")
+            if desc is not None and not isinstance(desc, str):
+                raise BadInput(f"{where}: description must be a string")
+            explainer = str(row.get("explanationModelName") or "")
+            extra.add_umap(row, layer, feature, where, explainer, desc or "")
             if desc and desc.strip():
-                choose(chosen, layer, feature, desc, str(row.get("explanationModelName") or ""))
+                choose(chosen, layer, feature, desc, explainer)
     by_layer: dict[int, dict[int, tuple[str, str]]] = {}
     for (layer, feature), v in chosen.items():
         by_layer.setdefault(layer, {})[feature] = v
-    if not by_layer:
+    if not by_layer and not extra:
         raise BadInput(f"{args.paths[0]}: no descriptions found")
     out = []
     for layer in sorted(by_layer):
         total = add_description_rows(lake, release, layer, by_layer[layer])
         out.append(f"layer {layer}: {len(by_layer[layer])} described features ({total} stored)")
-    return f"read {n_rows} explanation rows from {len(files)} file(s)\n" + "\n".join(out)
+    out += extra.write(lake, release, limits)
+    read = ", ".join(f"{n} {k[:-1]} rows" for k, n in counts.items() if n or k == "explanations")
+    return f"read {read} from {len(files)} file(s)\n" + "\n".join(out)
