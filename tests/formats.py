@@ -92,6 +92,28 @@ def write_gemmascope(root: Path, layer: int, p: SAEParams, *, width: str = "widt
     return folder
 
 
+def write_sparsify(folder: Path, p: SAEParams, *, cfg_extra: dict | None = None, num_latents: bool = True,
+                   dtype: str = "float32") -> Path:
+    """``cfg.json`` + ``sae.safetensors`` as ``sparsify.SparseCoder.save_to_disk`` writes them
+    (SparseCoderConfig fields plus d_in; tensors encoder.weight [n, d], encoder.bias, W_dec, b_dec)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n, d = p.d_sae, p.d_in
+    cfg = {"activation": "topk", "expansion_factor": n // d if not num_latents else 32,
+           "normalize_decoder": True, "num_latents": n if num_latents else 0, "k": int(p.k),
+           "multi_topk": False, "skip_connection": False, "transcode": False, "d_in": d}
+    cfg.update(cfg_extra or {})
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    dt = getattr(torch, dtype)
+    save_file({"encoder.weight": torch.from_numpy(np.ascontiguousarray(p.w_enc.T)).to(dt),
+               "encoder.bias": torch.from_numpy(p.b_enc.copy()).to(dt),
+               "W_dec": torch.from_numpy(np.ascontiguousarray(p.w_dec)).to(dt),
+               "b_dec": torch.from_numpy(p.b_dec.copy()).to(dt)}, str(folder / "sae.safetensors"))
+    return folder
+
+
 def write_dictionary_learning(folder: Path, p: SAEParams, layer: int, *,
                               dict_class: str | None = None, lm_name: str = "EleutherAI/pythia-70m-deduped",
                               config_layer: bool = True) -> Path:

@@ -1,12 +1,16 @@
-"""``saew ingest sae PATH... --release R``: SAE weights from SAELens, OpenAI v5, Gemma Scope and
-dictionary_learning checkpoints into ``saes`` + ``features``.
+"""``saew ingest sae PATH... --release R``: SAE weights from SAELens, OpenAI v5, Gemma Scope,
+dictionary_learning and EleutherAI sparsify checkpoints into ``saes`` + ``features``.
 
-Each PATH (a folder or a file) is one SAE layer. ``--format auto`` detects by the files present:
-``cfg.json`` + ``sae_weights.safetensors`` -> saelens; ``params.npz`` (or any ``.npz``) ->
-gemmascope; ``ae.pt`` + ``config.json`` -> dictionary_learning; another ``.pt`` -> openai.
+Each PATH (a folder or a file) is one SAE layer, or a downloaded snapshot folder holding several
+(``ingest.formats.snapshot``: every SAE under it is ingested, one per layer; ``--width`` /
+``--average-l0`` choose among Gemma Scope widths and L0s). ``--format auto`` detects by the
+files present: ``cfg.json`` + ``sae_weights.safetensors`` -> saelens; ``cfg.json`` +
+``sae.safetensors`` -> sparsify; ``params.npz`` (or any ``.npz``) -> gemmascope; ``ae.pt`` +
+``config.json`` -> dictionary_learning; another ``.pt`` -> openai.
 The layer is ``--layer``, else what the format says (SAELens hook name / hook_point_layer /
-hook_layer, Gemma Scope ``layer_N``, dictionary_learning ``trainer.layer``, OpenAI ``N.pt``),
-else the layer in ``--hook``; otherwise exit 2. ``--model``/``--hook`` override or fill the
+hook_layer, Gemma Scope ``layer_N``, dictionary_learning ``trainer.layer``, OpenAI ``N.pt`` /
+``v5_32k_layer_N.pt``, sparsify hookpoint folder ``layers.N``), else the layer in ``--hook``;
+otherwise exit 2. ``--model``/``--hook`` override or fill the
 model and hook; the default hook is ``blocks.{L}.<site>`` (``hook_resid_post`` unless the
 format names another site).
 
@@ -23,9 +27,10 @@ from saew.errors import BadInput
 from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
 from saew.storage.saes import write_sae
 
+from saew.ingest.formats import snapshot, sparsify
 from saew.ingest.formats.raw import Loaded, layer_from_hook
 
-FORMATS = ("auto", "saelens", "openai", "gemmascope", "dictionary_learning")
+FORMATS = ("auto", "saelens", "openai", "gemmascope", "dictionary_learning", "sparsify")
 
 
 def add_arguments(p) -> None:
@@ -35,6 +40,10 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=FORMATS, default="auto", help="checkpoint format (default: auto)")
     p.add_argument("--model", default=None, help="model name (overrides the file's)")
     p.add_argument("--hook", default=None, help="hook name (overrides the file's)")
+    p.add_argument("--width", default=None,
+                   help="in a snapshot folder: the Gemma Scope width to take (e.g. 16k)")
+    p.add_argument("--average-l0", default=None,
+                   help="in a snapshot folder: the Gemma Scope average L0 to take (e.g. 71)")
 
 
 def detect(path: Path) -> str:
@@ -44,6 +53,8 @@ def detect(path: Path) -> str:
     if path.is_dir():
         if (path / CFG_FILE).exists() and (path / WEIGHTS_FILE).exists():
             return "saelens"
+        if (path / sparsify.CFG_FILE).exists() and (path / sparsify.WEIGHTS_FILE).exists():
+            return "sparsify"
         if (path / "params.npz").exists():
             return "gemmascope"
         if (path / "ae.pt").exists() and (path / "config.json").exists():
@@ -51,7 +62,12 @@ def detect(path: Path) -> str:
         if len(list(path.glob("*.pt"))) == 1:
             return "openai"
         raise BadInput(f"{path}: cannot tell the SAE format (expected {CFG_FILE} + {WEIGHTS_FILE}, "
-                       f"params.npz, ae.pt + config.json, or one .pt file); pass --format")
+                       f"{sparsify.CFG_FILE} + {sparsify.WEIGHTS_FILE}, params.npz, ae.pt + config.json, "
+                       f"or one .pt file, or a folder of such SAEs); pass --format")
+    if path.name == sparsify.WEIGHTS_FILE or (
+            path.name == CFG_FILE and (path.parent / sparsify.WEIGHTS_FILE).exists()
+            and not (path.parent / WEIGHTS_FILE).exists()):
+        return "sparsify"
     if path.name in (WEIGHTS_FILE, CFG_FILE):
         return "saelens"
     if path.suffix == ".npz":
@@ -61,6 +77,34 @@ def detect(path: Path) -> str:
     if path.suffix == ".pt":
         return "openai"
     raise BadInput(f"{path}: cannot tell the SAE format from the file name; pass --format")
+
+
+def is_one(path: Path, fmt: str) -> bool:
+    """Whether PATH is itself one SAE of format ``fmt`` (else a folder of several)."""
+    if path.is_file():
+        return True
+    if fmt == "auto":
+        try:
+            detect(path)
+            return True
+        except BadInput:
+            return False
+    marks = {"saelens": (CFG_FILE, WEIGHTS_FILE), "sparsify": (sparsify.CFG_FILE, sparsify.WEIGHTS_FILE),
+             "gemmascope": ("params.npz",), "dictionary_learning": ("ae.pt", "config.json")}
+    if fmt == "openai":
+        return len(list(path.glob("*.pt"))) == 1
+    return all((path / m).exists() for m in marks.get(fmt, ()))
+
+
+def expand(path: Path, fmt: str, width: str | None, average_l0: str | None) -> list[tuple[Path, str]]:
+    """(path, format) of every SAE PATH stands for: itself, or the SAEs of a snapshot folder."""
+    found = snapshot.find(path, fmt) if path.is_dir() else []
+    if len(found) <= 1 and is_one(path, fmt):
+        return [(path, detect(path) if fmt == "auto" else fmt)]
+    if not found:
+        detect(path)  # the usual one-line 'cannot tell the SAE format'
+        raise BadInput(f"{path}: no {fmt} SAE in this folder")
+    return [(f.path, f.fmt) for f in snapshot.choose(path, found, width, average_l0)]
 
 
 def read(path: Path, fmt: str) -> Loaded:
@@ -75,6 +119,8 @@ def read(path: Path, fmt: str) -> Loaded:
         from saew.ingest.formats import gemmascope as reader
     elif fmt == "dictionary_learning":
         from saew.ingest.formats import dictlearn as reader
+    elif fmt == "sparsify":
+        reader = sparsify
     else:
         raise BadInput(f"--format {fmt!r}: unknown format")
     return reader.load(path)
@@ -89,11 +135,14 @@ def run(args, ctx) -> str:
     for path in paths:  # refuse a missing path before reading anything big
         if not path.exists():
             raise BadInput(f"{path}: no such file or directory")
+    jobs = [j for path in paths for j in expand(path, args.format, getattr(args, "width", None),
+                                                getattr(args, "average_l0", None))]
+    if args.layer is not None and len(jobs) > 1:
+        raise BadInput(f"--layer {args.layer}: applies to one SAE, but {paths[0]} holds {len(jobs)}")
     seen: dict[int, Path] = {}
     d_in: tuple[int, Path] | None = None
     out = []
-    for path in paths:
-        fmt = detect(path) if args.format == "auto" else args.format
+    for path, fmt in jobs:
         loaded = read(path, fmt)
         src = loaded.weights_path
         layer = args.layer if args.layer is not None else loaded.layer

@@ -4,7 +4,7 @@ State dict: ``encoder.weight`` [n, d], ``decoder.weight`` [d, n], ``pre_bias`` [
 ``latent_bias`` [n] (= b_enc), stats buffers (``stats_last_nonzero``, ...), ``activation``
 ("TopK" with ``activation_state_dict = {"k": k}``, or "ReLU"). Inputs are layer-normalised,
 so ``normalize = 'layer_norm'``. W_enc = encoder.weight^T, W_dec = decoder.weight^T.
-The layer comes from the file name (``6.pt``, ``layer6.pt``); the hook from the folder name
+The layer comes from the file name (``6.pt``, ``layer6.pt``, ``v5_32k_layer_5.pt``); the hook from the folder name
 (``resid_post_mlp`` -> hook_resid_post, ``resid_delta_mlp`` -> hook_mlp_out, ...).
 """
 from __future__ import annotations
@@ -19,9 +19,17 @@ from saew.sae.params import SAEParams
 
 from saew.ingest.formats.raw import Loaded, as_int, expect_shape, read_bytes, take, to_numpy, torch_state
 
-_NAME = re.compile(r"(?:layer[_-]?)?(\d+)\.pt", re.IGNORECASE)
+# ``6.pt``, ``layer6.pt``, and names with a ``layer_N`` tail such as ``v5_32k_layer_5.pt``
+# (the file names of the GPT-2 v5 release in SAELens's registry and on Hugging Face)
+_NAME = re.compile(r"(?:layer[_-]?)?(\d+)\.pt|.*[_-]layer[_-]?(\d+)\.pt", re.IGNORECASE)
 _SITES = {"resid_post_mlp": "hook_resid_post", "resid_post_attn": "hook_resid_mid",
           "resid_delta_mlp": "hook_mlp_out", "resid_delta_attn": "hook_attn_out"}
+
+
+def layer_of_name(name: str) -> int | None:
+    """The layer an OpenAI checkpoint's file name gives, or None."""
+    m = _NAME.fullmatch(name)
+    return int(m.group(1) or m.group(2)) if m else None
 
 
 def pt_file(path: Path) -> Path:
@@ -60,9 +68,8 @@ def load(path: Path) -> Loaded:
     else:
         raise BadInput(f"{f}: unsupported activation {act!r} (expected 'TopK' or 'ReLU')")
     site = next((s for part in f.parts for key, s in _SITES.items() if key in part), "hook_resid_post")
-    m = _NAME.fullmatch(f.name)
     p = SAEParams(w_enc=enc.T, b_enc=latent_bias, w_dec=np.ascontiguousarray(dec.T), b_dec=pre_bias,
                   architecture=arch, threshold=None, k=k, normalize="layer_norm",
                   apply_b_dec_to_input=True)
-    return Loaded(params=p, layer=int(m.group(1)) if m else None, fmt="openai", weights_path=f,
+    return Loaded(params=p, layer=layer_of_name(f.name), fmt="openai", weights_path=f,
                   sha256=sha, hook_site=site)
