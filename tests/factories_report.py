@@ -122,8 +122,42 @@ def make_lake(home: Path, release: str = "r", n_layers: int = 4, d_sae: int = 24
                                           "n_tokens": np.full(n, 1000, np.int64), "fvu": 1 - (ev + 0.01 * np.arange(n)),
                                           "explained_variance": ev + 0.01 * np.arange(n)},
                        release=release, space="decoder", method=method)
+        write_browser_tables(lake, release, n_layers, d_sae)
     catalog.refresh(lake)
     return lake
+
+
+CONTEXT = ["The", " cat", " <b>sat</b>", " on", " the", " mat"]   # a nasty token among them
+
+
+def write_browser_tables(lake: Lake, release: str, n_layers: int, d_sae: int) -> None:
+    """What the feature browser reads beyond the report's tables: activation examples (features
+    0-3 of every layer: three top windows peaking on token 2 and one quantile sample), feature
+    statistics with logit lists (layer 0, features 0-2) and correlations between adjacent layers
+    (feature i -> i with pearson 0.97, i -> i + 1 with 0.4)."""
+    feats = [0, 1, 2, 3]
+    rows = [(f, kind, rank) for f in feats for kind, rank in (("top", 0), ("top", 1), ("top", 2), ("quantile", 0))]
+    for layer in range(n_layers):
+        value = [2.0 - 0.5 * rank if kind == "top" else 0.3 for _, kind, rank in rows]
+        lake.write("examples", {
+            "feature": [f for f, _, _ in rows], "kind": [k for _, k, _ in rows], "rank": [r for _, _, r in rows],
+            "token_id": list(range(len(rows))), "tokens": [CONTEXT] * len(rows),
+            "acts": [[0.0, 0.1, v, 0.5 * v, 0.0, 0.0] for v in value], "peak": [2] * len(rows), "value": value},
+            release=release, layer=layer)
+    lake.write("feature_stats", {
+        "feature": [0, 1, 2], "max_act": [3.0, 2.0, 1.0], "frac_nonzero": [0.01, 0.02, 0.03],
+        "pos_str": [[" yes", " <ok>"]] * 3, "pos_values": [[1.5, 1.0]] * 3, "neg_str": [[" no"]] * 3,
+        "neg_values": [[-2.0]] * 3, "topk_cos_indices": [[1, 2]] * 3, "topk_cos_values": [[0.9, 0.8]] * 3,
+        "source": ["neuronpedia"] * 3}, release=release, layer=0)
+    f = np.arange(d_sae, dtype=np.int32)
+    for layer in range(n_layers - 1):
+        lake.write("correlations", {
+            "src_feature": np.concatenate([f, f]), "dst_layer": np.full(2 * d_sae, layer + 1, np.int32),
+            "dst_feature": np.concatenate([f, (f + 1) % d_sae]).astype(np.int32),
+            "n_src": np.full(2 * d_sae, 10, np.int64), "n_dst": np.full(2 * d_sae, 10, np.int64),
+            "n_both": np.concatenate([np.full(d_sae, 9), np.full(d_sae, 4)]).astype(np.int64),
+            "pearson": np.concatenate([np.full(d_sae, 0.97), np.full(d_sae, 0.4)])},
+            release=release, src_layer=layer)
 
 
 def make_report_warehouse(home: Path, release: str = "r", n_layers: int = 4, build: bool = True) -> Lake:

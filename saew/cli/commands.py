@@ -54,6 +54,7 @@ STEPS: list[Command] = [Command(*c) for c in [
     (("export",), "saew.sql.query", "write the marts as Parquet for notebooks and BI tools", False),
     (("plot",), "saew.report.step", "PNG plots of a release", True),
     (("report",), "saew.report.step", "one static HTML report of a release", True),
+    (("browse",), "saew.report.browse.step", "static feature browser of a release (pages and search)", True),
     (("status",), "saew.sql.status", "releases, layers, tables and row counts", False),
 ]]
 

@@ -110,6 +110,8 @@ def render_html(release: str, layers: list[int] | None, items: list[Item], table
 <h1>SAE evolution report: {h(release)}</h1>
 <p class="meta">{where}; {n_plots} plots;
 generated {h(now)} by saew (run {h(run_id)}). A static page: every image is a file beside it.</p>
+<p><a href="features/index.html">Feature browser</a>: one section per feature, with search
+(written by saew browse --release {h(release)}).</p>
 <nav>{nav}</nav>
 {body}
 </body>

@@ -84,6 +84,27 @@ def _setup(r: Reader, release: str, pairs: str | None, out) -> Setup:
     return Setup(release, layers, parse_pairs(pairs, layers, release), out, thresholds(r))
 
 
+def keep_browser(final, tmp, release: str, stub: bool) -> None:
+    """The report folder is replaced whole: carry ``saew browse``'s features/ over into the new
+    one, or (with ``stub``, for the report) leave a page there naming the command, so the
+    report's link always resolves."""
+    import os
+
+    old, new = final / "features", tmp / "features"
+    if (old / "index.html").is_file():
+        os.replace(old, new)
+        return
+    if not stub:
+        return
+    from saew.report.html import h
+
+    new.mkdir()
+    (new / "index.html").write_text(
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>feature browser</title></head>'
+        f'<body><p>The feature browser of {h(release)} is not built yet: run saew browse --release '
+        f'{h(release)}.</p><p><a href="../index.html">report</a></p></body></html>\n', encoding="utf-8")
+
+
 def build(ctx, release: str, pairs: str | None, html_report: bool) -> Result:
     """Draw every plot (and the HTML) into a fresh folder, then swap it in for the old one."""
     from saew.report.sections import PLOTTERS, TABLES, TEXTS
@@ -112,6 +133,7 @@ def build(ctx, release: str, pairs: str | None, html_report: bool) -> Result:
                     got = _guard(fn, r, s, lambda note, sec=sec, fn=fn: Table(sec, fn.__name__, "", note=note))
                     tables += got if isinstance(got, list) else [got]
                 write_page(tmp, render_html(release, s.layers, items, tables, texts, ctx.run_id))
+            keep_browser(final, tmp, release, stub=html_report)
             swap(tmp, final, reports / f".{release}.{ctx.run_id}.old")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

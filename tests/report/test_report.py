@@ -67,7 +67,7 @@ def test_report_draws_every_plot_from_the_marts(built: Path):
     # every asset is a local file beside the page; nothing remote, no scripts
     srcs = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert srcs and all(s.startswith("#") or (folder / s).is_file() for s in srcs)
-    assert set(s for s in srcs if not s.startswith("#")) == EXPECTED_PNGS
+    assert set(s for s in srcs if not s.startswith("#")) == EXPECTED_PNGS | {"features/index.html"}
     assert "http://" not in page and "https://" not in page and "<script" not in page
     # captions and the tables from the marts, HTML-escaped
     assert page.count("<figcaption>") == len(EXPECTED_PNGS)
@@ -123,7 +123,8 @@ def test_plot_pairs_and_folder_replaced_as_a_whole(built: Path, tmp_path: Path):
     code, out, err = run_saew(home, "plot", "--release", "r", "--pairs", "1-2")
     assert code == 0, err
     assert out.splitlines()[0] == f"{len(EXPECTED_PNGS)} plots in {folder}"
-    assert {p.name for p in folder.iterdir()} == EXPECTED_PNGS     # no index.html, no stale file
+    # no index.html, no stale file; the feature browser's folder (here the report's stub) is kept
+    assert {p.name for p in folder.iterdir()} == EXPECTED_PNGS | {"features"}
     # one Sankey panel instead of the default three
     assert _png_width(folder / "sankey_decoder_match-decoder-folded.png") < default_width / 2
     assert [p.name for p in (home / "reports").iterdir()] == ["r"]

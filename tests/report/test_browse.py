@@ -1,0 +1,162 @@
+"""``saew browse``: the static feature browser over the report warehouse (a real ``saew build``):
+the index, its search data and the feature pages (description, contexts, logits, clusters,
+lineage, co-activations, correlations, flags), every link resolving to a file and an anchor,
+HTML-escaping, bad input, the folder swap, the report's link, and headless Chromium (skipped with
+a reason where it is absent)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.factories import make_sae, put_sae, run_saew
+from tests.factories_report import NASTY, built_report_warehouse
+from saew.report.browse.assets import page_name
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """A copy of the report warehouse with its feature browser written (saew browse)."""
+    home = tmp_path_factory.mktemp("browse") / "home"
+    shutil.copytree(built_report_warehouse(), home, ignore=shutil.ignore_patterns(".write.lock"))
+    code, out, err = run_saew(home, "browse", "--release", "r")
+    assert code == 0, err
+    assert out.strip() == str(home / "reports" / "r" / "features" / "index.html")
+    assert "warning" not in err
+    return home
+
+
+def _features(home: Path) -> Path:
+    return home / "reports" / "r" / "features"
+
+
+def _section(home: Path, layer: int, feature: int) -> str:
+    page = (_features(home) / page_name(layer, feature)).read_text()
+    m = re.search(rf'<section class="feat" id="f{feature}">(.*?)</section>', page, re.S)
+    assert m, (layer, feature)
+    return m.group(1)
+
+
+def test_index_search_data_and_pages_exist(site: Path):
+    folder = _features(site)
+    assert {p.name for p in folder.iterdir()} == {"index.html", "search.js", "style.css",
+                                                  "l0-0.html", "l1-0.html", "l2-0.html", "l3-0.html"}
+    index = (folder / "index.html").read_text()
+    assert '<script src="search.js"></script>' in index and 'id="q"' in index and 'id="results"' in index
+    assert "http://" not in index and "https://" not in index and "fetch(" not in index
+    js = (folder / "search.js").read_text()
+    assert js.startswith("window.SAEW = ") and js.endswith(";\n")
+    data = json.loads(js[len("window.SAEW = "):-2])
+    assert len(data["features"]) == 4 * 24
+    assert [1, 0, NASTY] in data["features"] and [2, 5, "layer 2 feature 5: tokens about topic 0"] in data["features"]
+    for p in folder.glob("*.html"):
+        assert "<script>alert" not in p.read_text(), p.name
+
+
+def test_feature_page_shows_description_contexts_and_statistics(site: Path):
+    s = _section(site, 0, 0)
+    assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; \"quotes\"" in s        # escaped description
+    assert "explainer: test" in s
+    # contexts: the peak token shaded darkest, the nasty token escaped, quantile samples after the top ones
+    assert s.count('<div class="ctx">') == 4 and s.index("Top contexts") < s.index("Quantile samples")
+    assert '<i class="s9"> &lt;b&gt;sat&lt;/b&gt;</i>' in s and "<b>sat</b>" not in s
+    assert "<code> &lt;ok&gt;</code> 1" in s and "max act (neuronpedia)" in s           # logits, feature_stats
+    assert "pass-through: yes (max pearson 0.97)" in s
+    assert "Correlated next-layer features" in s and "<td>0.97</td><td>0.9</td><td>0.9</td>" in s
+    assert "Co-activating (NPMI)" in s and "decoder: " in s and "text: " in s
+    later = _section(site, 1, 5)                       # no examples, no feature_stats: said so, nothing broken
+    assert "no activation examples" in later and "Logits" not in later and "appearing: no" in later
+
+
+def test_lineage_links_resolve_to_existing_sections(site: Path):
+    s = _section(site, 1, 0)
+    assert "match/decoder/folded:" in s and "match/decoder/random" not in s      # the null is no lineage
+    # backward to L0/0, forward to L2/0 and L3/0 (folded matches are the identity), with cosines
+    assert s.index('href="l0-0.html#f0"') < s.index("<b>this</b>") < s.index('href="l2-0.html#f0"')
+    assert "cos 0.99" in s and 'href="l3-0.html#f0"' in s
+    folder = _features(site)
+    for page in folder.glob("l*.html"):
+        text = page.read_text()
+        for name, feature in set(re.findall(r'href="(l\d+-\d+\.html)#f(\d+)"', text)):
+            assert f'id="f{feature}"' in (folder / name).read_text(), (page.name, name, feature)
+
+
+def test_report_links_to_the_browser_and_keeps_it(site: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(site, home, ignore=shutil.ignore_patterns(".write.lock"))
+    code, out, err = run_saew(home, "report", "--release", "r")
+    assert code == 0, err
+    report = (home / "reports" / "r" / "index.html").read_text()
+    assert '<a href="features/index.html">Feature browser</a>' in report
+    assert (_features(home) / "search.js").is_file()                       # kept through the report's swap
+    # a rerun replaces the folder as a whole, leaving nothing behind
+    (_features(home) / "stale.html").write_text("old")
+    code, out, err = run_saew(home, "browse", "--release", "r")
+    assert code == 0, err
+    assert not (_features(home) / "stale.html").exists()
+    assert not [p for p in (home / "reports" / "r").iterdir() if p.name.startswith(".")]
+    assert 'href="../index.html"' in (_features(home) / "index.html").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--release", "nope"], "--release 'nope': no SAE ingested for this release"),
+    (["--release", "../r"], "release names must match"),
+])
+def test_bad_input_exits_2_and_writes_nothing(site: Path, tmp_path: Path, args, message):
+    home = tmp_path / "home"
+    shutil.copytree(site, home, ignore=shutil.ignore_patterns(".write.lock"))
+    before = sorted(str(p) for p in (home / "reports").rglob("*"))
+    code, out, err = run_saew(home, "browse", *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("saew: error: ") and message in err
+    assert sorted(str(p) for p in (home / "reports").rglob("*")) == before
+
+
+def test_unbuilt_catalog_is_bad_input(tmp_path: Path):
+    home = tmp_path / "home"
+    put_sae(__import__("saew.storage.lake", fromlist=["Lake"]).Lake(home), "bare", 0, make_sae(8, 16, seed=0))
+    code, out, err = run_saew(home, "browse", "--release", "bare")
+    assert code == 2 and err.count("\n") == 1 and "run saew build first" in err
+    assert not (home / "reports").exists()
+
+
+# ---------------------------------------------------------------------------- a real browser
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's chromium); "
+                                             "the feature browser's real-browser test needs it")
+def test_search_and_feature_page_in_headless_chromium(site: Path, tmp_path: Path):
+    folder = _features(site)
+    # the search script reads ?q= on load and lists the matching features
+    r = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom",
+                  (folder / "index.html").as_uri() + "?q=topic%203")
+    hits = re.findall(r'<a href="(l\d+-\d+\.html#f\d+)" class="hit">', r.stdout) or \
+        re.findall(r'<a class="hit" href="(l\d+-\d+\.html#f\d+)">', r.stdout)
+    assert "layer 2 feature 3: tokens about topic 3" in r.stdout, r.stderr[-2000:]
+    assert "l2-0.html#f3" in hits and "features match" in r.stdout
+    r = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom",
+                  (folder / "index.html").as_uri() + "?q=L1/0")
+    assert "l1-0.html#f0" in r.stdout
+    # follow the link: the feature page shows its description and contexts
+    r = _chromium(tmp_path, "--dump-dom", (folder / "l2-0.html").as_uri() + "#f3")
+    assert "layer 2 feature 3: tokens about topic 3" in r.stdout and "Top contexts" in r.stdout
+    assert "&lt;b&gt;sat&lt;/b&gt;" in r.stdout
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", (folder / "l0-0.html").as_uri())
+    assert shot.is_file()
+    from matplotlib.image import imread
+
+    img = np.asarray(imread(shot))[..., :3]
+    assert img.std() > 0.05 and (img < 0.9).any(axis=2).mean() > 0.02         # not blank
