@@ -27,7 +27,7 @@ import pyarrow as pa
 
 DEFAULT_EXAMPLES = 20
 QUANTILES = 5
-RESERVOIR = 256
+RESERVOIR = 64
 BEFORE, AFTER = 8, 3
 
 _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -77,30 +77,57 @@ class _Pool:
 class ExampleSelector:
     """The running top-K and reservoir of one layer's features over a stream of sparse codes."""
 
+    min_buffer = 1 << 16  # candidates buffered before a merge (at least the pools' size)
+
     def __init__(self, d_sae: int, k: int = DEFAULT_EXAMPLES, reservoir: int = RESERVOIR):
         self.d_sae, self.k, self.r = int(d_sae), int(k), int(reservoir)
-        self.top = _Pool.empty(np.float32)
-        self.res = _Pool.empty(np.uint64)
+        self._top = _Pool.empty(np.float32)
+        self._res = _Pool.empty(np.uint64)
         self._top_cut = np.full(self.d_sae, np.inf, np.float32)      # K-th best -value, once full
         self._res_cut = np.full(self.d_sae, np.iinfo(np.uint64).max, np.uint64)
+        self._pending: list[tuple[_Pool, _Pool]] = []  # candidates not merged yet
+        self._n_pending = 0
 
     def update(self, token_id: np.ndarray, feature: np.ndarray, value: np.ndarray) -> None:
-        """Merge one batch of non-zero codes (token_id, feature, value) into the pools."""
+        """Add one batch of non-zero codes (token_id, feature, value). Candidates that pass the
+        current cut (the K-th best so far; cuts only tighten, so an older cut admits a superset)
+        wait in a buffer that is merged once it outgrows the pools: O(candidates log) overall."""
         if self.k == 0 or len(value) == 0:
             return
         neg = (-value).astype(np.float32)
         m = neg <= self._top_cut[feature]
-        self.top = self._merge(self.top, token_id[m], feature[m], value[m], neg[m], self.k, self._top_cut)
+        top = _Pool(feature[m].astype(np.int32), token_id[m].astype(np.int64), value[m].astype(np.float32), neg[m])
         h = priority(token_id, feature)
         m = h <= self._res_cut[feature]
-        self.res = self._merge(self.res, token_id[m], feature[m], value[m], h[m], self.r, self._res_cut)
+        res = _Pool(feature[m].astype(np.int32), token_id[m].astype(np.int64), value[m].astype(np.float32), h[m])
+        self._pending.append((top, res))
+        self._n_pending += len(top.value) + len(res.value)
+        if self._n_pending >= max(len(self._top.value) + len(self._res.value), self.min_buffer):
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            tops, ress = zip(*self._pending)
+            self._top = self._merge([self._top, *tops], self.k, self._top_cut)
+            self._res = self._merge([self._res, *ress], self.r, self._res_cut)
+            self._pending, self._n_pending = [], 0
+
+    @property
+    def top(self) -> _Pool:
+        self._flush()
+        return self._top
+
+    @property
+    def res(self) -> _Pool:
+        self._flush()
+        return self._res
 
     @staticmethod
-    def _merge(pool: _Pool, tid, feat, val, key, k: int, cut: np.ndarray) -> _Pool:
-        f = np.concatenate([pool.feature, feat.astype(np.int32)])
-        t = np.concatenate([pool.token_id, tid.astype(np.int64)])
-        v = np.concatenate([pool.value, val.astype(np.float32)])
-        q = np.concatenate([pool.key, key])
+    def _merge(pools: list[_Pool], k: int, cut: np.ndarray) -> _Pool:
+        f = np.concatenate([p.feature for p in pools])
+        t = np.concatenate([p.token_id for p in pools])
+        v = np.concatenate([p.value for p in pools])
+        q = np.concatenate([p.key for p in pools])
         keep = keep_best(f, (q, t), k)
         out = _Pool(f[keep], t[keep], v[keep], q[keep])
         counts = np.bincount(out.feature, minlength=len(cut))
@@ -126,7 +153,7 @@ class ExampleSelector:
             pick = np.unique(pick.reshape(-1))  # sorted: by feature, then ascending value
             f, t, v = f[pick], t[pick], v[pick]
         rank_q = group_rank(f)
-        kind = np.r_[np.full(len(top.feature), "top", object), np.full(len(f), "quantile", object)]
+        kind = np.where(np.arange(len(top.feature) + len(f)) < len(top.feature), "top", "quantile")
         return (np.r_[top.feature, f].astype(np.int32), kind, np.r_[rank_top, rank_q].astype(np.int32),
                 np.r_[top.token_id, t].astype(np.int64), np.r_[top.value, v].astype(np.float32))
 
@@ -174,6 +201,9 @@ def lookup(codes: tuple[np.ndarray, np.ndarray, np.ndarray], token_id: np.ndarra
         o = np.argsort(key, kind="stable")
         key, cv = key[o], cv[o]
     want = token_id.astype(np.int64) * d_sae + feature
-    i = np.minimum(np.searchsorted(key, want), max(len(key) - 1, 0))
+    o = np.argsort(want)  # sorted needles search much faster
+    i = np.empty(len(want), np.int64)
+    i[o] = np.searchsorted(key, want[o])
+    i = np.minimum(i, max(len(key) - 1, 0))
     hit = (key[i] == want) if len(key) else np.zeros(len(want), bool)
     return np.where(hit, cv[i] if len(key) else 0, 0).astype(np.float32)

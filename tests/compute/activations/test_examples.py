@@ -44,7 +44,8 @@ def test_streaming_selection_matches_brute_force(seed):
     dense[5, 7] = 2.0  # ... that fired once
     tid, feat = np.nonzero(dense)
     val = dense[tid, feat].astype(np.float32)  # many ties: the token id breaks them
-    sel = ExampleSelector(d_sae, k)
+    sel = ExampleSelector(d_sae, k, reservoir=n_tok)  # quantiles exact: every value kept
+    sel.min_buffer = 1  # merge at every batch, so the cuts tighten between batches
     cuts = np.sort(rng.choice(np.arange(1, n_tok), 6, replace=False))
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n_tok]):
         m = (tid >= lo) & (tid < hi)
@@ -53,7 +54,7 @@ def test_streaming_selection_matches_brute_force(seed):
     assert got == want
     assert got[(7, "top", 0)] == (5, 2.0) and (7, "top", 1) not in got
     # batching does not change the result (one batch, and a reversed stream)
-    one = ExampleSelector(d_sae, k)
+    one = ExampleSelector(d_sae, k, reservoir=n_tok)
     one.update(tid[::-1].astype(np.int64), feat[::-1].astype(np.int32), val[::-1])
     assert _selected(one) == want
 
@@ -65,6 +66,7 @@ def test_reservoir_bounds_memory_and_spans_the_range():
     feat = np.zeros(n, np.int32)
     val = rng.random(n).astype(np.float32)
     sel = ExampleSelector(1, 5, reservoir=256)
+    sel.min_buffer = 2000
     for lo in range(0, n, 1000):
         sel.update(tid[lo:lo + 1000], feat[lo:lo + 1000], val[lo:lo + 1000])
     assert len(sel.res.value) == 256 and len(sel.top.value) == 5
