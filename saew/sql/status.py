@@ -1,6 +1,7 @@
 """``saew status``: releases, layers, tables and row counts."""
 from __future__ import annotations
 
+from saew.sql.render import render
 from saew.storage.lake import Lake
 from saew.storage.schemas import TABLES
 
@@ -26,7 +27,6 @@ def run(args, ctx) -> str:
             return f"{lake.home}: empty warehouse (no tables yet)"
         rel = con.sql(" UNION ALL ".join(parts) + " ORDER BY release, tbl")
         runs = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]  # fetchall: DuckDB 2 refuses new work on a half-read result
-        from saew.sql.query import render
         return f"warehouse {lake.home}  ({runs} runs)\n" + render(rel, args.format)
     finally:
         con.close()
