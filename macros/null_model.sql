@@ -43,14 +43,40 @@
   case when {{ sd }} > {{ null_sd_floor() }} then ({{ rate }} - {{ mean }}) / {{ sd }} end
 {%- endmacro %}
 
-{#- beyond the null = the rate lies outside the null band mean +- var(null_band_z) * sd, i.e.
-    |z| > null_band_z (strictly). With sd 0 the band is the single point `mean` (every draw gave
-    that value): beyond = the rate differs from it. NULL (no claim) when the rate, the mean or the
-    sd is NULL: with one draw the band is unknown. -#}
-{% macro beyond_null(rate, mean, sd) -%}
+{#- The resolution of a rate: one cluster's worth (1 / clusters) for the rates that count
+    clusters (survive, split, vanish over the source clusters; merge, birth over the destination
+    clusters), 0 for the others. -#}
+{% macro rate_resolution(rate, n_src, n_dst) -%}
+  {%- if rate in ['survive_rate', 'split_rate', 'vanish_rate'] -%}
+    (1.0 / nullif({{ n_src }}, 0))
+  {%- elif rate in ['merge_rate', 'birth_rate'] -%}
+    (1.0 / nullif({{ n_dst }}, 0))
+  {%- else -%}
+    0.0
+  {%- endif -%}
+{%- endmacro %}
+
+{#- Half-width of the null band: var(null_band_z) * sd. When every draw gave the same value
+    (sd 0) the spread of the null is below what the draws can resolve, so the band is
+    var(null_band_z) clusters' worth (rate_resolution) instead of a single point: a rate of
+    1 of 38 clusters against a null of 0 of 38 in every draw is not a finding. NULL with one draw. -#}
+{% macro null_band_half(rate, sd, n_src, n_dst) -%}
+  case
+    when {{ sd }} is null then null
+    when {{ sd }} > {{ null_sd_floor() }} then {{ var('null_band_z') }} * {{ sd }}
+    else {{ var('null_band_z') }} * coalesce({{ rate_resolution(rate, n_src, n_dst) }}, 0.0)
+  end
+{%- endmacro %}
+
+{#- beyond the null = the rate lies outside the null band mean +- half-width: with sd > 0 that is
+    |z| > var(null_band_z) (strictly), as contract section 6 defines it; with sd 0 (all draws
+    equal) |rate - mean| > null_band_half (one cluster's worth x null_band_z for counting rates,
+    any difference for the others). NULL (no claim) when the rate, the mean or the sd is NULL:
+    with one draw the band is unknown. -#}
+{% macro beyond_null(rate_name, rate, mean, sd, n_src, n_dst) -%}
   case
     when {{ rate }} is null or {{ mean }} is null or {{ sd }} is null then null
     when {{ sd }} > {{ null_sd_floor() }} then abs({{ rate }} - {{ mean }}) > {{ var('null_band_z') }} * {{ sd }}
-    else abs({{ rate }} - {{ mean }}) > {{ null_sd_floor() }}
+    else abs({{ rate }} - {{ mean }}) > greatest({{ null_band_half(rate_name, sd, n_src, n_dst) }}, {{ null_sd_floor() }})
   end
 {%- endmacro %}

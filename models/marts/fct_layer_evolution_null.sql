@@ -17,7 +17,9 @@ summary as (
         link_space,
         src_layer,
         dst_layer,
-        count(*) as n_null_draws
+        count(*) as n_null_draws,
+        max(n_src_clusters) as n_src_clusters,
+        max(n_dst_clusters) as n_dst_clusters
         {%- for r in evolution_rates() %},
         avg({{ r }}) as null_{{ r }},
         stddev_samp({{ r }}) as null_{{ r }}_sd
@@ -33,7 +35,9 @@ select
     {{ link_name("'match'", 'link_space', "'" ~ var('null_method') ~ "'") }} as null_link,
     src_layer,
     dst_layer,
-    n_null_draws
+    n_null_draws,
+    n_src_clusters,
+    n_dst_clusters
     {%- for r in evolution_rates() %},
     null_{{ r }},
     null_{{ r }}_sd

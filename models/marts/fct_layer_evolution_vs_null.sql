@@ -5,7 +5,8 @@
 --   null_<rate>            mean over the draws;       null_<rate>_sd  their sample sd;
 --   <rate>_z               (rate - null mean) / null sd, NULL when the sd is NULL or 0;
 --   <rate>_beyond_null     the rate lies outside the null band mean +- var(null_band_z) sd
---                          (|z| > 2); with sd 0 (all draws equal) the band is the point `mean`;
+--                          (|z| > 2); with sd 0 (all draws equal) the band is 2 clusters'
+--                          worth for the counting rates (macro null_band_half);
 --                          NULL with one draw (no band: no claim either way) or no null.
 -- null_* columns are NULL and n_null_draws is 0 when the release has no null draws in that
 -- space. The null draws' own links are left out (they are the nulls).
@@ -35,11 +36,13 @@ select
     e.link_kind,
     e.link_space,
     e.link_method,
-    coalesce(n.n_null_draws, 0) as n_null_draws
+    coalesce(n.n_null_draws, 0) as n_null_draws,
+    e.n_src_clusters,
+    e.n_dst_clusters
     {%- for r in evolution_rates() %},
     n.null_{{ r }}_sd,
     {{ null_z('e.' ~ r, 'n.null_' ~ r, 'n.null_' ~ r ~ '_sd') }} as {{ r }}_z,
-    {{ beyond_null('e.' ~ r, 'n.null_' ~ r, 'n.null_' ~ r ~ '_sd') }} as {{ r }}_beyond_null
+    {{ beyond_null(r, 'e.' ~ r, 'n.null_' ~ r, 'n.null_' ~ r ~ '_sd', 'e.n_src_clusters', 'e.n_dst_clusters') }} as {{ r }}_beyond_null
     {%- endfor %}
 from evo as e
 left join null_model as n

@@ -22,8 +22,8 @@ nulls as (
         cast(n_null_draws as {{ dbt.type_int() }}) as n_null_draws, src_layer, dst_layer
         {%- for r in evolution_rates() %},
         null_{{ r }} as {{ r }},
-        null_{{ r }} - {{ var('null_band_z') }} * null_{{ r }}_sd as {{ r }}_lo,
-        null_{{ r }} + {{ var('null_band_z') }} * null_{{ r }}_sd as {{ r }}_hi
+        null_{{ r }} - {{ null_band_half(r, 'null_' ~ r ~ '_sd', 'n_src_clusters', 'n_dst_clusters') }} as {{ r }}_lo,
+        null_{{ r }} + {{ null_band_half(r, 'null_' ~ r ~ '_sd', 'n_src_clusters', 'n_dst_clusters') }} as {{ r }}_hi
         {%- endfor %}
     from {{ ref('fct_layer_evolution_null') }}
 )
