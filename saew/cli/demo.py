@@ -1,7 +1,7 @@
 """``saew demo``: the whole pipeline on the embedded default (a real model, a real corpus).
 
 train (+ harvest, on the same model pass) -> describe -> embed -> match -> cluster -> transport -> coactivation ->
-correlate -> communities -> evaluate -> build (dbt) -> report. Each step is an ordinary
+correlate -> communities -> evaluate -> build (dbt) -> report -> browse. Each step is an ordinary
 ``saew`` command with its own lock, transaction and ``runs`` row; a step that is not
 available yet is reported and skipped, the rest go on.
 """
@@ -64,6 +64,7 @@ def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
         ("evaluate", ["evaluate", *r]),
         ("dbt build", ["build", "--quiet"]),
         ("report", ["report", *r]),
+        ("feature browser", ["browse", *r]),
     ]
 
 

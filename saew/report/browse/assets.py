@@ -13,10 +13,6 @@ def page_name(layer: int, feature: int) -> str:
     return f"l{layer}-{feature // PER_PAGE}.html"
 
 
-def href(layer: int, feature: int) -> str:
-    return f"{page_name(layer, feature)}#f{feature}"
-
-
 CSS = """
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 1.5em auto; max-width: 1100px;
        color: #222; background: #fff; line-height: 1.35; padding: 0 1em; }

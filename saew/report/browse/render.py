@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from saew.report.browse.assets import CSS, SEARCH_JS, href
+from saew.report.browse.assets import CSS, SEARCH_JS, page_name
 
 
 SHORT = 70          # characters of a linked feature's description shown beside the link
@@ -33,7 +33,8 @@ def num(v) -> str:
 
 
 def _a(layer: int, feature: int, label: str | None = None) -> str:
-    return f'<a href="{href(layer, feature)}">{h(label or f"L{layer}/{feature}")}</a>'
+    """A link to a feature's section (ids are integers: nothing to escape)."""
+    return f'<a href="{page_name(layer, feature)}#f{feature}">{label or f"L{layer}/{feature}"}</a>'
 
 
 def _desc(d) -> str:
@@ -57,7 +58,7 @@ def _stats(p: dict) -> str:
         cells += [(f"max act ({p['ext_source']})", p["ext_max_act"]),
                   (f"frac nonzero ({p['ext_source']})", p["ext_frac_nonzero"])]
     head = "".join(f"<th>{h(k)}</th>" for k, _ in cells)
-    row = "".join(f'<td class="n">{h(num(v))}</td>' for _, v in cells)
+    row = "".join(f'<td class="n">{num(v)}</td>' for _, v in cells)
     return f"<table><tr>{head}</tr><tr>{row}</tr></table>"
 
 
@@ -90,7 +91,7 @@ def _clusters(layer: int, rows: list[tuple]) -> str:
     items = []
     for space, cluster, n_members, mates in rows:
         label = {-1: "noise", -2: "no vector"}.get(cluster, f"cluster {cluster} ({num(n_members)} features)")
-        mate_links = " ".join(_a(layer, m, str(m)) for m in (mates or []))
+        mate_links = " ".join([_a(layer, m, str(m)) for m in mates]) if mates else ""
         items.append(f"<li>{h(space)}: {h(label)}{': ' + mate_links if mate_links else ''}</li>")
     return f"<h3>Clusters</h3><ul>{''.join(items)}</ul>"
 
