@@ -127,6 +127,54 @@ def test_unbuilt_catalog_is_bad_input(tmp_path: Path):
     assert not (home / "reports").exists()
 
 
+# ---------------------------------------------------------------------------- the search script
+NODE_HARNESS = r"""
+const fs = require('fs');
+const [searchJs, inlineJs, query] = process.argv.slice(2);
+function el(tag) {
+  return {tag: tag, children: [], firstChild: null, textContent: '', value: '', href: '', className: '',
+          appendChild(c) { this.children.push(c); this.firstChild = this.children[0]; },
+          removeChild(c) { this.children.splice(this.children.indexOf(c), 1); this.firstChild = this.children[0] || null; },
+          addEventListener(name, fn) { this.listener = fn; }};
+}
+const els = {};
+global.window = {location: {search: query}};
+global.document = {getElementById: id => els[id] || (els[id] = el(id)), createElement: el,
+                   createTextNode: t => ({text: t})};
+(0, eval)(fs.readFileSync(searchJs, 'utf8'));
+(0, eval)(fs.readFileSync(inlineJs, 'utf8'));
+const hits = els.results.children.map(li => [li.children[0].href, li.children[0].textContent, li.children[1].text]);
+console.log(JSON.stringify({box: els.q.value, count: els.count.textContent, hits: hits}));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the search script is run by "
+                                                          "headless Chromium below instead")
+def test_search_script_reads_the_query_string_and_lists_matches(site: Path, tmp_path: Path):
+    """The index's inline script, run by node against a minimal DOM: ?q= fills the box and lists the
+    matching features (all terms, case-insensitive, over descriptions and ids) as links."""
+    folder = _features(site)
+    inline = re.search(r"<script>(.*?)</script>", (folder / "index.html").read_text(), re.S).group(1)
+    (tmp_path / "inline.js").write_text(inline)
+    (tmp_path / "harness.js").write_text(NODE_HARNESS)
+
+    def search(query: str) -> dict:
+        r = subprocess.run(["node", str(tmp_path / "harness.js"), str(folder / "search.js"),
+                            str(tmp_path / "inline.js"), query], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    got = search("?q=L2+Topic%203")              # every term, anywhere in the ids or the description
+    assert got["box"] == "L2 Topic 3"
+    assert [h[0] for h in got["hits"]] == [f"l2-0.html#f{f}" for f in (3, 8, 13, 18, 23)]
+    assert got["hits"][0][1:] == ["L2 / 3", " layer 2 feature 3: tokens about topic 3"]
+    assert got["count"] == "5 features match"
+    assert [h[0] for h in search("?q=L1/0")["hits"]] == ["l1-0.html#f0"]
+    nasty = search("?q=%3Cscript%3E")["hits"]                   # shown as text (textContent), not markup
+    assert [h[0] for h in nasty] == [f"l{l}-0.html#f0" for l in range(4)] and nasty[0][2] == " " + NASTY
+    assert search("")["hits"] == [] and search("?q=%E0%A4%A")["count"].endswith("features match")
+
+
 # ---------------------------------------------------------------------------- a real browser
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
