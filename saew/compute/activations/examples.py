@@ -7,7 +7,7 @@ codes), holding at most K top candidates and R reservoir candidates per feature,
   descending, ties by token_id ascending; rank 0 is the strongest.
 - ``quantile``: Q samples spread over the feature's non-zero activations. A uniform sample
   without replacement of up to R of them is kept per feature (the R smallest hash priorities
-  h(token_id, feature), so it does not depend on batching); with the m sampled values sorted
+  h(token_id, feature), ties by token_id, so it does not depend on batching); with the m sampled values sorted
   ascending, sample j = 0..Q-1 is the one at index floor((j + 1/2) m / Q) (the middle of the
   j-th of Q equal-count bins; as SAEDashboard's quantile groups), duplicates dropped. Exact
   quantiles of all the feature's activations whenever it fired on at most R tokens.
@@ -16,7 +16,8 @@ Each example is a window of tokens around its peak token: up to ``before`` token
 ``after`` tokens after, within the same document; ``acts`` is the feature's activation on each
 window token (0 where inactive, from the run's sparse codes), ``peak`` the index of the peak token
 in the window, ``value`` the activation there, ``token_id`` the peak token.
-All selections are vectorised (one lexsort per update over features), no loop over features.
+All selections are vectorised (one two-key lexsort per merge, over all features), no loop over
+features.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np
 
 
 def priority(token_id: np.ndarray, feature: np.ndarray) -> np.ndarray:
-    """A fixed pseudo-random uint64 per (token_id, feature) (splitmix64 finaliser)."""
+    """A fixed pseudo-random uint32 per (token_id, feature) (the high half of splitmix64's finaliser)."""
     with np.errstate(over="ignore"):
         x = token_id.astype(np.uint64) * _M1 + feature.astype(np.uint64) * _M2
         x ^= x >> np.uint64(30)
@@ -42,7 +43,7 @@ def priority(token_id: np.ndarray, feature: np.ndarray) -> np.ndarray:
         x ^= x >> np.uint64(27)
         x *= _M3
         x ^= x >> np.uint64(31)
-    return x
+    return (x >> np.uint64(32)).astype(np.uint32)
 
 
 def group_rank(groups: np.ndarray) -> np.ndarray:
@@ -54,10 +55,24 @@ def group_rank(groups: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
 
 
-def keep_best(groups: np.ndarray, keys: tuple[np.ndarray, ...], k: int) -> np.ndarray:
-    """Indices of the first k elements of every group when ordered by ``keys`` (most significant
-    first, ascending), returned in (group, keys) order."""
-    order = np.lexsort(tuple(reversed(keys)) + (groups,))
+def sortable32(key: np.ndarray) -> np.ndarray:
+    """uint32 codes ordered as ``key`` (float32: the IEEE order trick; uint32 as is)."""
+    if key.dtype == np.uint32:
+        return key
+    b = key.astype(np.float32).view(np.uint32)
+    return np.where(b >> np.uint32(31), ~b, b | np.uint32(0x80000000))
+
+
+def packed(groups: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """uint64 codes ordered as (group, key): group << 32 | sortable32(key)."""
+    return (groups.astype(np.uint64) << np.uint64(32)) | sortable32(key).astype(np.uint64)
+
+
+def keep_best(groups: np.ndarray, key: np.ndarray, tiebreak: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the first k elements of every group ordered by (key, tiebreak) ascending,
+    returned in (group, key, tiebreak) order. One lexsort over two int keys: (group << 32 | key)
+    and the tiebreak."""
+    order = np.lexsort((tiebreak, packed(groups, key)))
     return order[group_rank(groups[order]) < k]
 
 
@@ -82,9 +97,9 @@ class ExampleSelector:
     def __init__(self, d_sae: int, k: int = DEFAULT_EXAMPLES, reservoir: int = RESERVOIR):
         self.d_sae, self.k, self.r = int(d_sae), int(k), int(reservoir)
         self._top = _Pool.empty(np.float32)
-        self._res = _Pool.empty(np.uint64)
+        self._res = _Pool.empty(np.uint32)
         self._top_cut = np.full(self.d_sae, np.inf, np.float32)      # K-th best -value, once full
-        self._res_cut = np.full(self.d_sae, np.iinfo(np.uint64).max, np.uint64)
+        self._res_cut = np.full(self.d_sae, np.iinfo(np.uint32).max, np.uint32)
         self._pending: list[tuple[_Pool, _Pool]] = []  # candidates not merged yet
         self._n_pending = 0
 
@@ -128,7 +143,7 @@ class ExampleSelector:
         t = np.concatenate([p.token_id for p in pools])
         v = np.concatenate([p.value for p in pools])
         q = np.concatenate([p.key for p in pools])
-        keep = keep_best(f, (q, t), k)
+        keep = keep_best(f, q, t, k)
         out = _Pool(f[keep], t[keep], v[keep], q[keep])
         counts = np.bincount(out.feature, minlength=len(cut))
         full = np.flatnonzero(counts >= k)
@@ -142,7 +157,7 @@ class ExampleSelector:
         top = self.top
         rank_top = group_rank(top.feature)
         res = self.res
-        order = np.lexsort((res.token_id, res.value, res.feature))  # by feature, value ascending
+        order = np.lexsort((res.token_id, packed(res.feature, res.value)))  # by feature, value ascending
         f, t, v = res.feature[order], res.token_id[order], res.value[order]
         if len(f):
             m = np.bincount(f, minlength=self.d_sae)

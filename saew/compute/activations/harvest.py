@@ -48,7 +48,7 @@ def add_arguments(p) -> None:
 
 def run(args, ctx) -> str:
     cfg = HarvestConfig(args.release, args.model, args.corpus, args.tokens, args.batch_size, args.seq_len,
-                        args.examples)
+                        getattr(args, "examples", DEFAULT_EXAMPLES))
     return harvest(ctx, cfg)
 
 
