@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from saew.compute.clustering.step import (ClusterConfig, cluster_coherences, coherence, refine_noise,
-                             unique_rows)
+from saew.compute.clustering.config import ClusterConfig
+from saew.compute.clustering.knn import unique_rows
+from saew.compute.clustering.quality import cluster_coherences, coherence
+from saew.compute.clustering.umap_hdbscan import refine_noise
 from tests.factories import make_sae, put_sae
 from tests.factories_cluster import planted, put_embeddings
 from saew.sae.params import SAEParams

@@ -1,0 +1,110 @@
+"""One layer's clusters: vectors -> distinct unit rows -> kNN graph -> clusterer -> evidence gates
+-> labels, probabilities and plot coordinates for every feature (+ stability reruns).
+
+- Features without a vector (no embedding, or an all-zero decoder row) get -2. Identical
+  vectors are clustered once; duplicates inherit their representative's label, probability
+  and coordinates.
+- ``hdbscan``: UMAP + HDBSCAN (``umap_hdbscan.py``), gates, then the noise-refinement pass and
+  the gates again for the clusters it adds; ``leiden``: Leiden on the kNN graph
+  (``leiden.py``), gates. Every reported cluster has passed the gates (``gates.py``); the
+  coherence null is drawn once per layer and seed. Final ids are 0.. in the order found.
+- ``stability`` N > 0: the labels again with seeds seed+1 .. seed+N (UMAP, NN-descent, Leiden,
+  the gates' draws; no plot layout), kept for ``quality.stability_ari``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from saew.compute.clustering.config import NO_VECTOR, NOISE, ClusterConfig
+from saew.compute.clustering.gates import coherence_null, gate
+from saew.compute.clustering.knn import EXACT_KNN_MAX, knn_graph, unique_rows
+from saew.compute.clustering.umap_hdbscan import can_embed, first_pass, refine_noise, xy_layout
+
+
+@dataclass(frozen=True)
+class LayerClusters:
+    labels: np.ndarray         # int32 [n_features]: >= 0 cluster, -1 noise, -2 no vector
+    probability: np.ndarray    # float32 [n_features], NaN where -2
+    xy: np.ndarray             # float32 [n_features, 2], NaN where -2
+    reruns: tuple[np.ndarray, ...] = ()   # labels [n_features] of the stability reruns
+    gated: bool = True         # the clusters went through the evidence gates
+
+
+def gated(cfg: ClusterConfig) -> bool:
+    return cfg.null_quantile > 0 or cfg.member_quantile > 0
+
+
+def _dense(labels: np.ndarray) -> np.ndarray:
+    out = labels.copy()
+    hit = labels >= 0
+    out[hit] = np.unique(labels[hit], return_inverse=True)[1]
+    return out
+
+
+def cluster_labels(u: np.ndarray, cfg: ClusterConfig, knn=None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels int32, probability float32, 15-D embedding or None) of distinct unit vectors,
+    every cluster through the gates."""
+    n = u.shape[0]
+    if n < 2 or (cfg.algorithm == "hdbscan" and not can_embed(n, cfg.n_components)):
+        return np.full(n, NOISE, np.int32), np.zeros(n, np.float32), None
+    knn = knn_graph(u, cfg.n_neighbors, cfg) if knn is None else knn
+    null = (coherence_null(u, cfg.null_quantile, cfg.null_draws, cfg.seed, cfg.null)
+            if cfg.null_quantile > 0 else None)
+    emb = None
+    if cfg.algorithm == "leiden":
+        from saew.compute.clustering.leiden import leiden_labels
+
+        labels, prob = leiden_labels(knn, cfg)
+        labels = gate(u, labels, null, cfg.member_quantile, cfg.min_cluster_size, cfg.seed)
+    else:
+        labels, prob, emb = first_pass(u, knn, cfg)
+        labels = gate(u, labels, null, cfg.member_quantile, cfg.min_cluster_size, cfg.seed)
+        if cfg.refine:
+            top = int(labels.max(initial=-1))
+            refined, prob = refine_noise(u, labels, np.where(labels >= 0, prob, 0.0).astype(np.float32), cfg)
+            new = np.where(refined > top, refined, NOISE)
+            new = gate(u, new, null, cfg.member_quantile, cfg.refine_min_cluster_size, cfg.seed)
+            labels = np.where(labels >= 0, labels, new).astype(np.int32)
+    prob = np.where(labels >= 0, prob, 0.0).astype(np.float32)
+    return _dense(labels).astype(np.int32), prob, emb
+
+
+def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluster distinct unit vectors: (labels int32, probability float32, xy float32 [n, 2])."""
+    n = u.shape[0]
+    if not can_embed(n, cfg.n_components):
+        labels, prob, _ = cluster_labels(u, cfg)
+        return labels, prob, np.full((n, 2), np.nan, np.float32)
+    knn = knn_graph(u, cfg.n_neighbors, cfg) if knn is None else knn
+    labels, prob, emb = cluster_labels(u, cfg, knn)
+    return labels, prob, xy_layout(u, emb, knn, cfg)
+
+
+def cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfig) -> LayerClusters:
+    """Labels for every feature of a layer; ``vectors`` rows where ``has_vector`` is False are ignored."""
+    from saew.sae.costs import unit_rows
+
+    n = len(has_vector)
+    labels = np.full(n, NO_VECTOR, np.int32)
+    prob = np.full(n, np.nan, np.float32)
+    xy = np.full((n, 2), np.nan, np.float32)
+    reruns = []
+    idx = np.flatnonzero(has_vector)
+    if len(idx):
+        u = unit_rows(vectors[idx])
+        first, inverse = unique_rows(u)
+        ud = u[first]
+        knn = knn_graph(ud, cfg.n_neighbors, cfg) if len(ud) >= 2 else None
+        lab_u, prob_u, xy_u = cluster_vectors(ud, cfg, knn)
+        labels[idx], prob[idx], xy[idx] = lab_u[inverse], prob_u[inverse], xy_u[inverse]
+        for i in range(1, cfg.stability + 1):
+            c = replace(cfg, seed=cfg.seed + i)
+            same_graph = knn is not None and len(ud) <= EXACT_KNN_MAX
+            r = np.full(n, NO_VECTOR, np.int32)
+            r[idx] = cluster_labels(ud, c, knn if same_graph else None)[0][inverse]
+            reruns.append(r)
+    return LayerClusters(labels, prob, xy, tuple(reruns), gated(cfg))
