@@ -21,8 +21,9 @@ nulls, both at quantile q, for groups of n_c distinct features of the layer:
   layer's mean pairwise cosine, so one cluster of everything can never pass.
 - ``search`` (``null="search"``, the default): a clusterer does not propose random groups but
   the most coherent ones it can find, so clusters found in data without any structure beat
-  the random null easily (measured: UMAP + HDBSCAN + refinement on 2,304 isotropic Gaussian
-  vectors in 64-D proposes 138 clusters, all of them beyond the random null). This null is
+  the random null easily (measured on 2,304 isotropic Gaussian vectors in 64-D: UMAP +
+  HDBSCAN + refinement proposes 149 clusters, 124 pass the member gate and the random null,
+  30 this null). This null is
   the coherence of the tightest groups of each size in a structureless copy of the layer:
   the surrogate permutes every coordinate independently over the rows (per-coordinate
   marginals, hence the mean direction, kept; dependence between coordinates, hence every

@@ -29,11 +29,12 @@ class LayerClusters:
     probability: np.ndarray    # float32 [n_features], NaN where -2
     xy: np.ndarray             # float32 [n_features, 2], NaN where -2
     reruns: tuple[np.ndarray, ...] = ()   # labels [n_features] of the stability reruns
-    gated: bool = True         # the clusters went through the evidence gates
+    gated: bool = True         # every cluster beat its null (has_structure is meaningful)
 
 
 def gated(cfg: ClusterConfig) -> bool:
-    return cfg.null_quantile > 0 or cfg.member_quantile > 0
+    """Whether every cluster had to beat its null (the cluster gate is on)."""
+    return cfg.null_quantile > 0
 
 
 def _dense(labels: np.ndarray) -> np.ndarray:
