@@ -19,7 +19,7 @@ DEFAULT_TOKENS = {"smollm2": 32768, "minilm": 20000}
 # of 512-token batches to stay under fvu 0.2 on 32,768 tokens (0.190 vs 0.203 at layer 28)
 DEMO_TRAIN = {"smollm2": ["--batch-size", "512"]}
 NULL_DRAWS = 10             # random matchings per space: the null band is their mean +- 2 sd
-STABILITY_SEEDS = 2         # cluster runs per layer behind cluster_quality.stability_ari
+STABILITY_SEEDS = 1         # extra cluster runs per layer behind stability_ari (each one costs a whole clustering)
 # options a step may not take yet (added by other work): dropped with a note rather than failing
 OPTIONAL = {"--stability"}
 # the findings the summary shows: (cluster space, link) -- each space's clusters through its match
