@@ -19,16 +19,20 @@ How: sxy and n_both are the sparse product X^T Y restricted to one source row at
 compiled kernel runs over chunks of source features on every core, walking the tokens where
 source feature i is active and the destination features active on each, accumulating into
 dense per-thread rows of length d_sae(l'), then keeps the row's top 16 with one stable sort.
-No feature x feature matrix exists, and no Python loop runs over features or pairs.
+No feature x feature matrix exists, and no Python loop runs over features or pairs. A layer's
+activations are read, checked and grouped once: the destination of one pair is the source of
+the next (its incidence reused when both pairs map tokens to the same rows).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from saew.errors import BadInput
 from saew.progress import progress
 
-from saew.compute.activations.incidence import incidence, token_rows
+from saew.compute.activations.incidence import Incidence, incidence, token_rows
 from saew.storage.reads import Activity, activation_layers, load_activity
 
 TOP_K = 16
@@ -43,15 +47,34 @@ def _jit():
 
 
 
-def correlate_layers(src: Activity, dst: Activity, k: int = TOP_K) -> dict[str, np.ndarray]:
+@dataclass
+class Built:
+    """A layer's incidence matrix and the token rows it was built on (reused by the next pair
+    when its rows are the same: adjacent pairs share a layer)."""
+    rows: np.ndarray
+    n_rows: int
+    inc: Incidence
+
+
+def _built(act: Activity, rows: np.ndarray, n_rows: int, cached: Built | None) -> Built:
+    if cached is not None and cached.n_rows == n_rows and np.array_equal(cached.rows, rows):
+        return cached
+    return Built(rows, n_rows, incidence(rows, act.feature, act.value, n_rows, act.d_sae))
+
+
+def correlate_layers(src: Activity, dst: Activity, k: int = TOP_K, src_built: Built | None = None
+                     ) -> tuple[dict[str, np.ndarray], Built]:
     """Top-k correlated destination features per source feature (see module docstring).
 
-    Returns columns src_feature, dst_feature, n_src, n_dst, n_both, pearson (NaN = NULL).
+    Returns columns src_feature, dst_feature, n_src, n_dst, n_both, pearson (NaN = NULL), and
+    the destination's incidence for the next pair (``src_built``: this source's, if it was
+    built on the same token rows; the same arrays, so the same figures, as building it anew).
     """
     n = src.n_tokens
     (rs, rd), n_rows = token_rows(src.token_id, dst.token_id)
-    xs = incidence(rs, src.feature, src.value, n_rows, src.d_sae)
-    yd = incidence(rd, dst.feature, dst.value, n_rows, dst.d_sae)
+    xs = _built(src, rs, n_rows, src_built).inc
+    dst_built = _built(dst, rd, n_rows, None)
+    yd = dst_built.inc
     xv = src.value.astype(np.float64)
     yv = dst.value.astype(np.float64)
     sx = np.bincount(src.feature, weights=xv, minlength=src.d_sae)
@@ -68,7 +91,7 @@ def correlate_layers(src: Activity, dst: Activity, k: int = TOP_K) -> dict[str, 
     dst_f = out_j.ravel()[keep]
     return {"src_feature": src_f, "dst_feature": dst_f,
             "n_src": n_src[src_f].astype(np.int64), "n_dst": n_dst[dst_f].astype(np.int64),
-            "n_both": out_n.ravel()[keep], "pearson": out_r.ravel()[keep]}
+            "n_both": out_n.ravel()[keep], "pearson": out_r.ravel()[keep]}, dst_built
 
 
 def _check_tokens(act: Activity, release: str, layer: int) -> None:
@@ -99,18 +122,20 @@ def run(args, ctx) -> str:
         raise BadInput(f"--release {release!r}: no two adjacent layers with activations "
                        f"(layers {all_layers}, with activations {sorted(have)})")
     rows = 0
-    cache: dict[int, Activity] = {}
+    cache: dict[int, tuple[Activity, Built]] = {}   # the last pair's destination, checked
     for la, lb in progress(pairs, total=len(pairs), desc="correlate", unit="pair"):
-        src = cache.pop(la, None) or load_activity(lake, release, la)
+        src, src_built = cache.pop(la, (None, None))
+        if src is None:
+            src = load_activity(lake, release, la)
+            _check_tokens(src, release, la)
         dst = load_activity(lake, release, lb)
-        _check_tokens(src, release, la)
         _check_tokens(dst, release, lb)
         if src.n_tokens != dst.n_tokens:
             raise BadInput(f"release {release!r}: activation_sets n_tokens differ between layer {la} "
                            f"({src.n_tokens}) and layer {lb} ({dst.n_tokens}); correlations need "
                            f"the same tokens at both layers")
-        cols = correlate_layers(src, dst)
-        cache = {lb: dst}
+        cols, dst_built = correlate_layers(src, dst, src_built=src_built)
+        cache = {lb: (dst, dst_built)}
         r = cols.pop("pearson")
         lake.write("correlations", {**cols, "dst_layer": np.full(r.size, lb, np.int32),
                                     "pearson": pa.array(r, mask=np.isnan(r), type=pa.float64())},

@@ -95,15 +95,21 @@ def _torch_csr(a):
                                        torch.from_numpy(a.data.astype(np.float32)), size=a.shape)
 
 
-def _codes(lake, release: str, layer: int, tokens: np.ndarray, width: int):
-    """Sparse codes [len(tokens), width] of one layer on the given (sorted) token ids."""
-    import scipy.sparse as sp
-
+def _layer_codes(lake, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token_id int64, feature int64, value float32) of every stored activation of one layer."""
     t = lake.query("SELECT token_id, feature, value FROM activations WHERE release = ? AND layer = ?",
                    [release, int(layer)])
-    tok = t.column("token_id").to_numpy()
-    feat = t.column("feature").to_numpy().astype(np.int64)
-    val = t.column("value").to_numpy().astype(np.float32)
+    return (t.column("token_id").to_numpy().astype(np.int64), t.column("feature").to_numpy().astype(np.int64),
+            t.column("value").to_numpy().astype(np.float32))
+
+
+def _codes(raw: tuple[np.ndarray, np.ndarray, np.ndarray], release: str, layer: int,
+           tokens: np.ndarray, width: int):
+    """Sparse codes [len(tokens), width] of one layer (``_layer_codes``) on the given (sorted)
+    token ids."""
+    import scipy.sparse as sp
+
+    tok, feat, val = raw
     if len(feat) and (feat.min() < 0 or feat.max() >= width):
         raise BadInput(f"release {release!r} layer {layer}: activations name feature "
                        f"{int(feat.max())}, but the SAE has d_sae {width}")
@@ -113,29 +119,22 @@ def _codes(lake, release: str, layer: int, tokens: np.ndarray, width: int):
     return sp.csr_matrix((val[ok], (pos[ok], feat[ok])), shape=(len(tokens), width), dtype=np.float32)
 
 
-def _token_universe(lake, release: str, l0: int, l1: int, limit: int | None) -> tuple[np.ndarray, int]:
-    con = lake.connect()
-    try:
-        have = con.sql("SELECT layer, count(*) FROM activations WHERE release = ? AND layer IN (?, ?) "
-                       "GROUP BY layer", params=[release, l0, l1]).fetchall()
-        missing = sorted({l0, l1} - {int(r[0]) for r in have})
-        if missing:
-            raise BadInput(f"release {release!r} layer {missing[0]}: no activations; run saew harvest "
-                           f"or saew ingest activations first")
-        q = ("SELECT DISTINCT token_id FROM activations WHERE release = ? AND layer IN (?, ?) "
-             "ORDER BY token_id")
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
-        tokens = con.sql(q, params=[release, l0, l1]).fetchnumpy()["token_id"].astype(np.int64)
-        n_zero = 0
-        if limit is None:
-            sets = con.sql("SELECT min(n_tokens), count(*) FROM activation_sets WHERE release = ? "
-                           "AND layer IN (?, ?)", params=[release, l0, l1]).fetchall()[0]
-            if sets[1] == 2 and sets[0] is not None:
-                n_zero = max(0, int(sets[0]) - len(tokens))
-        return tokens, n_zero
-    finally:
-        con.close()
+def _token_universe(release: str, raws: dict[int, tuple], sets: dict[int, list], l0: int, l1: int,
+                    limit: int | None) -> tuple[np.ndarray, int]:
+    """The tokens of a pair: those with an activation at l0 or l1, ascending (the first
+    ``limit``), and, without a limit, how many more tokens ``activation_sets`` counts (when both
+    layers have one row there: the smaller n_tokens minus the active ones)."""
+    missing = sorted(L for L in (l0, l1) if raws[L][0].size == 0)
+    if missing:
+        raise BadInput(f"release {release!r} layer {missing[0]}: no activations; run saew harvest "
+                       f"or saew ingest activations first")
+    tokens = np.union1d(raws[l0][0], raws[l1][0]).astype(np.int64)
+    if limit is not None:
+        return tokens[:int(limit)], 0
+    rows = sets.get(l0, []) + sets.get(l1, [])
+    known = [n for n in rows if n is not None]
+    n_zero = max(0, min(known) - len(tokens)) if len(rows) == 2 and known else 0
+    return tokens, n_zero
 
 
 def run(args, ctx) -> str:
@@ -165,8 +164,17 @@ def run(args, ctx) -> str:
         raise BadInput(f"release {release!r}: no {args.space}-space matches; run saew match first")
 
     rows: dict[str, list[tuple]] = {}
+    # each layer's SAE and codes are read once: a layer is the destination of one pair and the
+    # source of the next
+    saes: dict[int, object] = {}
+    raws: dict[int, tuple] = {}
+    st = lake.query("SELECT layer, n_tokens FROM activation_sets WHERE release = ?", [release])
+    sets: dict[int, list] = {}
+    for L, n in zip(st.column("layer").to_pylist(), st.column("n_tokens").to_pylist()):
+        sets.setdefault(int(L), []).append(n)
     for l0, l1 in progress(pairs, total=len(pairs), desc="evaluate"):
-        src, dst = load_sae(lake, release, l0), load_sae(lake, release, l1)
+        saes = {L: saes[L] if L in saes else load_sae(lake, release, L) for L in (l0, l1)}
+        src, dst = saes[l0], saes[l1]
         if src.d_in != dst.d_in:
             raise BadInput(f"release {release!r}: layer {l0} has d_in {src.d_in} but layer {l1} has "
                            f"d_in {dst.d_in}")
@@ -188,9 +196,10 @@ def run(args, ctx) -> str:
             decoders["random"] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
         if not decoders:
             continue
-        tokens, n_zero = _token_universe(lake, release, l0, l1, args.tokens)
-        f0 = _codes(lake, release, l0, tokens, src.d_sae)
-        f1 = _codes(lake, release, l1, tokens, dst.d_sae)
+        raws = {L: raws[L] if L in raws else _layer_codes(lake, release, L) for L in (l0, l1)}
+        tokens, n_zero = _token_universe(release, raws, sets, l0, l1, args.tokens)
+        f0 = _codes(raws[l0], release, l0, tokens, src.d_sae)
+        f1 = _codes(raws[l1], release, l1, tokens, dst.d_sae)
         num, den, n = reconstruction_error(f0, f1, dst.w_dec, decoders, n_zero)
         for m, e in num.items():
             v = fvu(e, den)
