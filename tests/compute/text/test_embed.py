@@ -40,6 +40,45 @@ def test_bfloat16_encoder_agrees_with_float32():
     assert (np.sum(e16 * e32, axis=1) > 0.99).all()
 
 
+def test_length_batches_group_texts_of_the_same_length():
+    from saew.compute.text.embed import length_batches
+
+    got = length_batches(np.array([3, 9, 3, 5, 9, 1, 5]), 3)
+    assert [b.tolist() for b in got] == [[1, 4, 3], [6, 0, 2], [5]]
+    assert length_batches(np.zeros(0, int), 4) == []
+
+
+# texts of many token lengths (1 to ~60 tokens), a few per length, so batches mix lengths
+BATCH_TEXTS = ["a", "dogs", '" .", " ..", "..", " )", " ?"', "stock market prices", "x" * 40,
+               '"def", " return", " self", "(", ")"', "references to the French Revolution",
+               " ".join(f"w{i}" for i in range(30)), '"\\n", "\\t", "{", "}", ";"', "é", "ok",
+               "the quick brown fox jumps over the lazy dog", "12 34 56 78 90"]
+
+
+@pytest.mark.parametrize("dtype, min_cos, atol", [("float32", 0.99999, 1e-5), ("bfloat16", 0.9995, None)])
+def test_batched_vectors_equal_each_text_encoded_alone(dtype, min_cos, atol):
+    """Length-sorted batches change a text's vector only by rounding: each row is (within
+    float tolerance) what sentence-transformers gives that text encoded on its own, in input
+    order, whatever the batch size."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from saew.compute.text.embed import embed_texts, resolve_embedder
+
+    _, path = resolve_embedder(None)
+    kw = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if dtype == "bfloat16" else {}
+    model = SentenceTransformer(path, device="cpu", local_files_only=True, **kw)
+    alone = np.stack([model.encode([t], normalize_embeddings=True).astype(np.float32)[0]
+                      for t in BATCH_TEXTS])
+    alone /= np.linalg.norm(alone, axis=1, keepdims=True)
+    for batch_size in (1, 4, 256):
+        got = embed_texts(path, BATCH_TEXTS, batch_size=batch_size, dtype=dtype)
+        assert got.shape == alone.shape and got.dtype == np.float32
+        assert (np.sum(got * alone, axis=1) >= min_cos).all(), batch_size
+        if atol is not None:
+            np.testing.assert_allclose(got, alone, atol=atol)
+
+
 def _setup(lake):
     for L in (0, 1):
         put_sae(lake, R, L, make_sae(8, 10, seed=L))
