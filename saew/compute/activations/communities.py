@@ -18,6 +18,9 @@ of the cross-layer correlation graph (needs ``saew correlate``; nodes (layer, fe
 the stored ``correlations`` with pearson > --pearson-threshold, weighted by pearson) go to
 ``communities`` (partition (release, graph)); ``modularity`` is that graph's weighted Newman
 modularity, repeated on each of its rows.
+
+The layers' graphs are built and partitioned in worker processes (``compute.parallel``), and
+the correlation graph, one long Leiden run, in one more process beside them.
 """
 from __future__ import annotations
 
@@ -147,10 +150,13 @@ def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray]) ->
     return comm, div_rows
 
 
-def _correlation(args, ctx) -> dict | None:
-    """Communities of the cross-layer correlation graph of a release, or None without data."""
-    r = ctx.lake.query("SELECT src_layer, src_feature, dst_layer, dst_feature, pearson FROM correlations "
-                       "WHERE release = ? AND pearson > ?", [args.release, float(args.pearson_threshold)])
+def _correlation(home: str, release: str, threshold: float, algorithm: str, seed: int) -> dict | None:
+    """Communities of the cross-layer correlation graph of a release, or None without data
+    (in a worker process beside the layer jobs, or in-process)."""
+    from saew.storage.lake import Lake
+
+    r = Lake(home).query("SELECT src_layer, src_feature, dst_layer, dst_feature, pearson FROM correlations "
+                         "WHERE release = ? AND pearson > ?", [release, float(threshold)])
     if r.num_rows == 0:
         return None
     cols = {c: r.column(c).to_numpy() for c in r.column_names}
@@ -160,7 +166,7 @@ def _correlation(args, ctx) -> dict | None:
     m = key_src.size
     g = graphs.Graph(np.arange(nodes.size, dtype=np.int32), inv[:m], inv[m:],
                      cols["pearson"].astype(np.float64))
-    member, q = graphs.communities(g, args.algorithm, ctx.seed)
+    member, q = graphs.communities(g, algorithm, seed)
     return {"layer": (nodes >> 32).astype(np.int32), "feature": (nodes & 0xFFFFFFFF).astype(np.int32),
             "community": member, "modularity": np.full(nodes.size, q)}
 
@@ -192,27 +198,40 @@ def run(args, ctx) -> str:
         for layer in common:
             g, _ = layer_graph(lake, args.other_release, layer, args.npmi_threshold, args.min_count)
             other[layer] = (graphs.degree_strength(g)[0], g.n_edges)
-    if co_layers:
-        comm, div_rows = _coactivation(args, ctx, co_layers, other)
-        lake.write("communities", {k: np.concatenate(v) for k, v in comm.items()}
-                   | {"algorithm": [args.algorithm] * sum(v.size for v in comm["layer"])},
-                   release=release, graph="coactivation")
-        out.append(f"co-activation graphs of {len(co_layers)} layer(s)")
-        if div_rows:
-            lake.write("graph_divergence", {
-                **{k: [r[k] for r in div_rows] for k in div_rows[0]},
-                "npmi_threshold": [float(args.npmi_threshold)] * len(div_rows),
-                "min_count": [int(args.min_count)] * len(div_rows)},
-                release=release, other_release=args.other_release)
-            js = ", ".join(f"L{r['layer']} {r['js_divergence']:.3f} (random {r['js_random_baseline']:.3f})"
-                           for r in div_rows)
-            out.append(f"JS divergence vs {args.other_release}: {js}")
-    if has_corr:
-        cols = _correlation(args, ctx)
-        if cols is not None:
-            lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
-                       release=release, graph="correlation")
-            n_comm = int(cols["community"].max()) + 1
-            out.append(f"correlation graph: {cols['layer'].size} nodes in {n_comm} communities "
-                       f"(modularity {cols['modularity'][0]:.3f})")
+    from saew.compute.parallel import background, default_workers
+
+    # the correlation graph (one long Leiden run) goes beside the per-layer jobs, in a process
+    # of its own, when there is a second core for them
+    with background(_correlation, str(lake.home), release, float(args.pearson_threshold),
+                    args.algorithm, int(ctx.seed),
+                    enabled=has_corr and default_workers(len(co_layers)) > 1) as corr_job:
+        if co_layers:
+            out += _write_coactivation(args, ctx, co_layers, other)
+        cols = corr_job.result() if has_corr else None
+    if cols is not None:
+        lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
+                   release=release, graph="correlation")
+        n_comm = int(cols["community"].max()) + 1
+        out.append(f"correlation graph: {cols['layer'].size} nodes in {n_comm} communities "
+                   f"(modularity {cols['modularity'][0]:.3f})")
     return f"communities: release {release}: " + "; ".join(out)
+
+
+def _write_coactivation(args, ctx, co_layers: list[int], other: dict) -> list[str]:
+    """Write the co-activation graphs' rows (communities, divergences); their summary lines."""
+    lake, release = ctx.lake, args.release
+    comm, div_rows = _coactivation(args, ctx, co_layers, other)
+    lake.write("communities", {k: np.concatenate(v) for k, v in comm.items()}
+               | {"algorithm": [args.algorithm] * sum(v.size for v in comm["layer"])},
+               release=release, graph="coactivation")
+    out = [f"co-activation graphs of {len(co_layers)} layer(s)"]
+    if div_rows:
+        lake.write("graph_divergence", {
+            **{k: [r[k] for r in div_rows] for k in div_rows[0]},
+            "npmi_threshold": [float(args.npmi_threshold)] * len(div_rows),
+            "min_count": [int(args.min_count)] * len(div_rows)},
+            release=release, other_release=args.other_release)
+        js = ", ".join(f"L{r['layer']} {r['js_divergence']:.3f} (random {r['js_random_baseline']:.3f})"
+                       for r in div_rows)
+        out.append(f"JS divergence vs {args.other_release}: {js}")
+    return out
