@@ -12,7 +12,8 @@ top tokens, as Neuronpedia's token lists do, and the context of its strongest ac
 * the context is up to CONTEXT_BEFORE tokens before and CONTEXT_AFTER after the strongest
   occurrence in the same document, the activating token in ``[[ ]]``.
 
-Pure DuckDB over ``activations`` and ``tokens``; source ``top-tokens``, explainer
+Pure DuckDB over ``activations`` and ``tokens`` (one grouping per (feature, token text), then
+one ranking per feature over those groups); source ``top-tokens``, explainer
 ``saew-top-tokens``. Dead features (no activation) get none. Re-running replaces the
 ``top-tokens`` rows of each layer (so they follow a new harvest) and never duplicates.
 """
@@ -51,38 +52,42 @@ def _shown(expr: str) -> str:
 
 # one statement: new descriptions of one (release, layer); parameters: release, layer, top
 DESCRIBE_SQL = f"""
-WITH act AS (
-    SELECT a.token_id, a.feature, a.value, t.doc, t.pos, t.token,
-           CASE WHEN trim(t.token, ' \t\n\r') = '' THEN t.token
-                ELSE regexp_replace(t.token, '^\\s+', ' ') END AS word
-    FROM activations a JOIN tokens t ON t.release = a.release AND t.token_id = a.token_id
+WITH tok AS (             -- the release's tokens, each with its text as listed
+    SELECT token_id, doc, pos, token,
+           CASE WHEN trim(token, ' \t\n\r') = '' THEN token
+                ELSE regexp_replace(token, '^\\s+', ' ') END AS word
+    FROM tokens WHERE release = $release
+),
+act AS (
+    SELECT a.token_id, a.feature, a.value, t.word
+    FROM activations a JOIN tok t ON t.token_id = a.token_id
     WHERE a.release = $release AND a.layer = $layer AND a.value > 0
       AND a.feature NOT IN (SELECT feature FROM descriptions
                             WHERE release = $release AND layer = $layer
                               AND source IS DISTINCT FROM '{SOURCE}')
 ),
-best_occurrence AS (      -- each (feature, token text): its strongest occurrence
-    SELECT * FROM act
-    QUALIFY row_number() OVER (PARTITION BY feature, word ORDER BY value DESC, token_id) = 1
+best_occurrence AS (      -- each (feature, token text): its strongest occurrence, ties by token_id
+    SELECT feature, word, min({{'v': -value, 't': token_id}}) AS best FROM act GROUP BY feature, word
 ),
 ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY feature ORDER BY value DESC, token_id, word) AS rank
+    SELECT feature, word, best.t AS token_id,
+           row_number() OVER (PARTITION BY feature ORDER BY best.v, best.t, word) AS rank
     FROM best_occurrence
+    QUALIFY rank <= $top
 ),
 top_tokens AS (
     SELECT feature,
            string_agg('"' || shown || '"', ', ' ORDER BY rank) AS toks
-    FROM (SELECT feature, rank, {_shown('word')} AS shown FROM ranked WHERE rank <= $top)
+    FROM (SELECT feature, rank, {_shown('word')} AS shown FROM ranked)
     GROUP BY feature
 ),
 context AS (
     SELECT r.feature,
-           string_agg(CASE WHEN t.pos = r.pos THEN '[[' || t.token || ']]' ELSE t.token END,
+           string_agg(CASE WHEN t.pos = p.pos THEN '[[' || t.token || ']]' ELSE t.token END,
                       '' ORDER BY t.pos) AS ctx,
            min(t.pos) > 0 AS cut_left
-    FROM ranked r JOIN tokens t
-      ON t.release = $release AND t.doc = r.doc
-     AND t.pos BETWEEN r.pos - {CONTEXT_BEFORE} AND r.pos + {CONTEXT_AFTER}
+    FROM ranked r JOIN tok p ON p.token_id = r.token_id
+    JOIN tok t ON t.doc = p.doc AND t.pos BETWEEN p.pos - {CONTEXT_BEFORE} AND p.pos + {CONTEXT_AFTER}
     WHERE r.rank = 1
     GROUP BY r.feature
 )
