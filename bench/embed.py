@@ -3,6 +3,7 @@ own batching (texts grouped by character count, batches of 16: the previous defa
 texts, same model, same run.
 
     .venv/bin/python bench/embed.py [--home DIR --release R] [--texts 3000] [--dtype auto]
+                                    [--all]
 
 Texts: the distinct cleaned descriptions of a release (``--home``; e.g. a finished ``saew demo``
 home, 66,036 texts for SmolLM2), else synthetic ``saew describe`` token lists (five quoted
@@ -58,9 +59,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=None)
     ap.add_argument("--release", default="demo-smollm2")
-    ap.add_argument("--texts", type=int, default=3000, help="synthetic texts (without --home)")
+    ap.add_argument("--texts", type=int, default=3000,
+                    help="synthetic texts (without --home), or a seeded sample of the release's")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     ap.add_argument("--old-batch-size", type=int, default=16)
+    ap.add_argument("--all", action="store_true", help="with --home: every text of the release")
     a = ap.parse_args()
 
     import numpy as np
@@ -75,6 +78,9 @@ def main() -> None:
     kw = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if dtype == "bfloat16" else {}
     model = SentenceTransformer(path, device="cpu", local_files_only=True, **kw)
     texts = release_texts(a.home, a.release) if a.home else synthetic_texts(model.tokenizer, a.texts)
+    if a.home and not a.all and a.texts < len(texts):
+        keep = np.sort(np.random.default_rng(0).choice(len(texts), a.texts, replace=False))
+        texts = [texts[i] for i in keep]
     lengths = token_lengths(model, texts)
     chars = np.array([len(t) for t in texts])
     old_batches = [np.argsort(-chars, kind="stable")[s:s + a.old_batch_size]
