@@ -32,7 +32,7 @@ class Command:
 
 # the steps (``saew demo`` is added by saew.cli.main, since it runs these)
 STEPS: list[Command] = [Command(*c) for c in [
-    (("ingest", "sae"), "saew.ingest.sae", "ingest SAE weights (SAELens, OpenAI v5, Gemma Scope, dictionary_learning)", True),
+    (("ingest", "sae"), "saew.ingest.sae", "ingest SAE weights (SAELens, OpenAI v5, Gemma Scope, dictionary_learning, sparsify, or a snapshot folder)", True),
     (("ingest", "descriptions"), "saew.ingest.descriptions", "ingest Neuronpedia descriptions (.json, .jsonl, .jsonl.gz)", True),
     (("ingest", "clusters"), "saew.ingest.results", "ingest cluster labels (.npy, .csv, .parquet)", True),
     (("ingest", "matches"), "saew.ingest.results", "ingest a permutation between two layers", True),
@@ -43,7 +43,7 @@ STEPS: list[Command] = [Command(*c) for c in [
     (("describe",), "saew.compute.text.describe", "top-activating-token descriptions for undescribed features", True),
     (("embed",), "saew.compute.text.embed", "sentence embeddings of descriptions", True),
     (("match",), "saew.compute.matching.step", "SAE Match between adjacent layers (exact assignment)", True),
-    (("cluster",), "saew.compute.clustering.step", "UMAP + HDBSCAN clusters per layer", True),
+    (("cluster",), "saew.compute.clustering.step", "clusters per layer that beat a null (UMAP + HDBSCAN, or Leiden)", True),
     (("transport",), "saew.compute.clustering.transport", "optimal transport between clusters of adjacent layers", True),
     (("coactivation",), "saew.compute.activations.coactivation", "co-activation counts per layer", True),
     (("correlate",), "saew.compute.activations.correlate", "activation correlations between adjacent layers", True),
