@@ -112,26 +112,25 @@ def kind_of(f: Path) -> str:
     return f.parent.name if f.parent.name in ROW_KINDS else "explanations"
 
 
+def _json_lines(f: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of every non-blank line of a JSON-lines file."""
+    for n, line in _lines(f):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+
+
 def read_rows(f: Path) -> Iterator[tuple[dict, str]]:
     if kind_of(f) != "explanations":
-        for n, line in _lines(f):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+        for n, obj in _json_lines(f):
             if not isinstance(obj, dict):
                 raise BadInput(f"{f}:{n}: expected a JSON object, found {type(obj).__name__}")
             yield obj, f"{f}:{n}"
     elif f.name.endswith((".jsonl", ".jsonl.gz")):
-        for n, line in _lines(f):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+        for n, obj in _json_lines(f):
             yield from _expand(obj, f"{f}:{n}")
     else:
         text = "".join(line for _, line in _lines(f))

@@ -155,6 +155,15 @@ def link_order(links: Sequence[Link], space: str | None = None) -> list[Link]:
     return sorted(links, key=key)
 
 
+def headline(links: Sequence[tuple[str, Link]]) -> tuple[str, Link | None]:
+    """The (cluster space, link) a section shows by default: decoder clusters when present,
+    through their space's preferred match, else its preferred transport."""
+    spaces = list(dict.fromkeys(cs for cs, _ in links))
+    space = "decoder" if "decoder" in spaces else spaces[0]
+    ls = [l for cs, l in links if cs == space]
+    return space, preferred(ls, "match", space) or preferred(ls, "transport", space)
+
+
 def preferred(links: Sequence[Link], kind: str, space: str | None) -> Link | None:
     """The link of a kind drawn by default: same space first, then the preferred method/solver."""
     cands = [l for l in links if l.kind == kind]

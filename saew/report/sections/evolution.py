@@ -3,7 +3,7 @@ and the headline link's table next to its null (fct_layer_evolution_vs_null)."""
 from __future__ import annotations
 
 from saew.report.items import Item, Table, slug
-from saew.report.read import Reader, Setup, links_of, missing, n_rows, preferred
+from saew.report.read import Reader, Setup, headline, links_of, missing, n_rows
 
 SEC = "Evolution"
 FATES = [("survive_rate", "survive"), ("split_rate", "split"), ("merge_rate", "merge"),
@@ -68,10 +68,7 @@ def table_evolution(r: Reader, s: Setup) -> Table:
     links = links_of(r, "fct_layer_evolution_vs_null", s.release)
     if not links:
         return Table(SEC, title, cap, note="no data: run saew cluster and saew match, then saew build")
-    spaces = list(dict.fromkeys(cs for cs, _ in links))
-    space = "decoder" if "decoder" in spaces else spaces[0]
-    ls = [l for cs, l in links if cs == space]
-    link = preferred(ls, "match", space) or preferred(ls, "transport", space)
+    space, link = headline(links)
     cols, rows = r.rows("""
         SELECT src_layer || ' -> ' || dst_layer AS pair, survive_rate AS survive,
                null_survive_rate AS "survive (null)", null_survive_rate_sd AS "sd", survive_rate_beyond_null AS beyond,

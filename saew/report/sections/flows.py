@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from saew.report.items import Item, Table, slug
-from saew.report.read import Reader, Setup, links_of, missing, preferred
+from saew.report.read import Reader, Setup, headline, links_of, missing, preferred
 
 SEC = "Cluster flows"
 TABLE_ROWS = 25
@@ -77,10 +77,7 @@ def table_fates(r: Reader, s: Setup) -> Table:
     links = links_of(r, "rpt_cluster_fates", s.release)
     if not links:
         return Table(SEC, title, cap, note="no data: run saew cluster and saew match, then saew build")
-    spaces = list(dict.fromkeys(cs for cs, _ in links))
-    space = "decoder" if "decoder" in spaces else spaces[0]
-    ls = [l for cs, l in links if cs == space]
-    link = preferred(ls, "match", space) or preferred(ls, "transport", space)
+    space, link = headline(links)
     per_pair = max(4, TABLE_ROWS // max(len(s.pairs), 1))
     cols, rows = r.rows("""
         SELECT src_layer AS layer, src_cluster AS cluster, size, fate, purity, leak, h_cond AS "H_cond", label
