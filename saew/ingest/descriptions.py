@@ -8,7 +8,9 @@ one command: ``explanations`` batches into ``descriptions`` (below) and their UM
 batches into ``feature_stats`` (``ingest.neuronpedia`` has their fields). A file's kind is the
 name of its folder; the exporter's metadata files (model/source/sourceset/release.jsonl, the
 ``config`` folder) are skipped. Every file is streamed line by line; nothing is written until
-every row of every file has been read and checked.
+every row of every file has been read and checked. Bounds (``ingest.validate``): a line at most
+64 MiB, a ``.json`` document at most 1 GiB, a ``.gz`` file inflating to at most 100 x its size
+(at least 64 MiB), JSON nested no deeper than the parser allows; layers in int32.
 
 Accepted explanation inputs (a folder is searched recursively for these):
 
@@ -34,13 +36,14 @@ stored descriptions are kept (read, anti-join, write back). Re-ingesting a file 
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from saew.errors import BadInput
+from saew.ingest import validate
 from saew.ingest.neuronpedia import ExportTables
 from saew.storage.saes import d_sae
 
@@ -72,15 +75,21 @@ def files_of(path: Path) -> list[Path]:
     return [path]
 
 
-def _lines(f: Path) -> Iterator[tuple[int, str]]:
-    """Lines of a text or gzip file (gzip by name), with 1-based numbers."""
+def _open(f: Path):
+    """A binary stream of a file's text, gunzipped for ``.gz`` names."""
+    return gzip.open(f, "rb") if f.name.endswith(".gz") else open(f, "rb")
+
+
+def _limit(f: Path) -> int | None:
+    """How many decompressed bytes a ``.gz`` file may hold (``validate.inflate_limit``)."""
+    return validate.inflate_limit(f.stat().st_size) if f.name.endswith(".gz") else None
+
+
+@contextmanager
+def _guard(f: Path) -> Iterator[None]:
+    """The one-line refusals of unreadable gzip or text data."""
     try:
-        if f.name.endswith(".gz"):
-            with gzip.open(f, "rt", encoding="utf-8") as fh:
-                yield from enumerate(fh, 1)
-        else:
-            with open(f, encoding="utf-8") as fh:
-                yield from enumerate(fh, 1)
+        yield
     except gzip.BadGzipFile:
         raise BadInput(f"{f}: not a gzip file") from None
     except (EOFError, zlib.error) as e:
@@ -89,11 +98,40 @@ def _lines(f: Path) -> Iterator[tuple[int, str]]:
         raise BadInput(f"{f}: not UTF-8 text") from None
 
 
-def _expand(obj, where: str) -> Iterator[tuple[dict, str]]:
-    """Rows from one JSON value: a row, a per-feature object with ``explanations``, or a list."""
-    if isinstance(obj, list):
+def _lines(f: Path) -> Iterator[tuple[int, str]]:
+    """Lines of a text or gzip file (gzip by name), with 1-based numbers, streamed: a line may
+    hold at most ``validate.MAX_LINE_BYTES`` and a ``.gz`` file inflate to at most
+    ``validate.inflate_limit`` of its size, so a one-line compression bomb is refused after
+    reading one limit's worth, not held whole."""
+    limit, total = _limit(f), 0
+    with _guard(f), _open(f) as fh:
+        n = 0
+        while line := fh.readline(validate.MAX_LINE_BYTES + 1):
+            n += 1
+            total += len(line)
+            if len(line) > validate.MAX_LINE_BYTES:
+                raise BadInput(f"{f}:{n}: line longer than {validate.MAX_LINE_BYTES} bytes")
+            if limit is not None and total > limit:
+                raise BadInput(f"{f}: decompresses to more than {limit} bytes (a compression bomb?)")
+            yield n, line.decode("utf-8")
+
+
+def _document(f: Path) -> object:
+    """A whole ``.json`` / ``.json.gz`` file, at most ``validate.MAX_JSON_BYTES`` (and the
+    ``.gz`` inflate limit) decompressed, parsed."""
+    limit = min(validate.MAX_JSON_BYTES, _limit(f) or validate.MAX_JSON_BYTES)
+    with _guard(f), _open(f) as fh:
+        data = validate.read_limited(fh, limit, str(f), "the decompressed JSON" if _limit(f) else "the JSON file")
+        text = data.decode("utf-8")
+    return validate.json_loads(text, str(f))
+
+
+def _expand(obj, where: str, top: bool = True) -> Iterator[tuple[dict, str]]:
+    """Rows from one JSON value: a row, a per-feature object with ``explanations``, or a list
+    of those (one level)."""
+    if isinstance(obj, list) and top:
         for i, x in enumerate(obj):
-            yield from _expand(x, f"{where}[{i}]")
+            yield from _expand(x, f"{where}[{i}]", top=False)
     elif isinstance(obj, dict):
         if isinstance(obj.get("explanations"), list):
             parent = {k: obj.get(k) for k in ("modelId", "layer", "index")}
@@ -104,7 +142,7 @@ def _expand(obj, where: str) -> Iterator[tuple[dict, str]]:
         else:
             yield obj, where
     else:
-        raise BadInput(f"{where}: expected a JSON object or list, found {type(obj).__name__}")
+        raise BadInput(f"{where}: expected a JSON object{' or list' if top else ''}, found {type(obj).__name__}")
 
 
 def kind_of(f: Path) -> str:
@@ -117,10 +155,7 @@ def _json_lines(f: Path) -> Iterator[tuple[int, object]]:
     for n, line in _lines(f):
         if not line.strip():
             continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{f}:{n}: malformed JSON line ({e.msg})") from None
+        yield n, validate.json_loads(line, f"{f}:{n}", "malformed JSON line")
 
 
 def read_rows(f: Path) -> Iterator[tuple[dict, str]]:
@@ -133,23 +168,20 @@ def read_rows(f: Path) -> Iterator[tuple[dict, str]]:
         for n, obj in _json_lines(f):
             yield from _expand(obj, f"{f}:{n}")
     else:
-        text = "".join(line for _, line in _lines(f))
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        yield from _expand(obj, str(f))
+        yield from _expand(_document(f), str(f))
 
 
 def parse_layer(v, where: str) -> int:
     if isinstance(v, bool):
         v = None
     if isinstance(v, int):
-        return v
+        return validate.layer(v, where)
     m = _LAYER.fullmatch(str(v)) if isinstance(v, str) else None
     if not m:
-        raise BadInput(f"{where}: cannot read a layer from {v!r}; pass --layer")
-    return int(m.group(1))
+        raise BadInput(f"{where}: cannot read a layer from {str(v)[:80]!r}; pass --layer")
+    if len(m.group(1)) > 18:
+        raise BadInput(f"{where}: layer {m.group(1)[:18]}... is out of range [0, {validate.INT32_MAX}]")
+    return validate.layer(int(m.group(1)), where)
 
 
 def parse_index(v, where: str) -> int:

@@ -30,29 +30,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from saew.errors import BadInput
+from saew.ingest import validate
 from saew.storage.schemas import spec
 
 SPACE = "neuronpedia"
 
 
 def _num(row: dict, key: str, where: str, *, optional: bool = False) -> float | None:
+    """A finite number within float32's range (the columns are FLOAT), or None when optional."""
     v = row.get(key)
     if v is None and optional:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise BadInput(f"{where}: {key} must be a finite number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or abs(v) > validate.FLOAT32_MAX:
+        raise BadInput(f"{where}: {key} must be a finite number, got {str(v)[:40]}")
     return float(v)
 
 
 def _list(row: dict, key: str, kind: type, where: str) -> list:
+    """A list of strings, of finite float32 numbers, or of int32 integers."""
     v = row.get(key)
     if v is None:
         return []
-    ok = isinstance(v, list) and all(
-        isinstance(x, kind) and not isinstance(x, bool) if kind is not float
-        else isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    if kind is float:
+        ok = isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                         and math.isfinite(x) and abs(x) <= validate.FLOAT32_MAX for x in v)
+    elif kind is int:
+        ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                         and validate.INT32_MIN <= x <= validate.INT32_MAX for x in v)
+    else:
+        ok = isinstance(v, list) and all(isinstance(x, kind) and not isinstance(x, bool) for x in v)
     if not ok:
-        name = {str: "strings", float: "numbers", int: "integers"}[kind]
+        name = {str: "strings", float: "finite float32 numbers", int: "int32 integers"}[kind]
         raise BadInput(f"{where}: {key} must be a list of {name}")
     return [float(x) for x in v] if kind is float else list(v)
 
@@ -107,7 +116,9 @@ class ExportTables:
             return
         c = row.get("umap_cluster")
         if c is not None and (isinstance(c, bool) or not isinstance(c, int)):
-            raise BadInput(f"{where}: umap_cluster must be an integer, got {c!r}")
+            raise BadInput(f"{where}: umap_cluster must be an integer, got {str(c)[:40]!r}")
+        if c is not None:
+            validate.int32(c, where, "umap_cluster")
         cand = (explainer, desc, x, y, -1 if c is None else c)
         key = (layer, feature)
         if key not in self.umap or cand < self.umap[key]:

@@ -17,7 +17,9 @@ the same tables the compute steps write, so the same SQL and dbt models analyse 
   row) or ``.parquet`` (token_id, feature, value; then ``--n-tokens`` is required). Only non-zero
   values are stored; ``activation_sets`` gets n_tokens (matrix rows, or ``--n-tokens``).
 
-Every input names an ingested SAE (release, layer) and features below its d_sae, else exit 2.
+Every input names an ingested SAE (release, layer) and features below its d_sae, else exit 2;
+labels and clusters fit int32, probabilities lie in [0, 1], activations are > 0, FLOAT columns
+stay within float32, and layer pairs run forward (src < dst) (``ingest.validate``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from saew.errors import BadInput
+from saew.ingest import validate
+from saew.ingest.formats.raw import require_file
+from saew.ingest.tables import floats, in_range, ints, read_npy, read_sparse, read_table, unique, unique_pairs
 from saew.storage.saes import d_sae, layers
 
 MIN_MASS = 1e-9
@@ -71,105 +76,6 @@ def add_arguments_activations(p) -> None:
                    help="tokens seen (required for .parquet; default for .npz: matrix rows)")
 
 
-# ---------------------------------------------------------------- reading
-def _exists(path: Path) -> Path:
-    if not path.exists():
-        raise BadInput(f"{path}: no such file or directory")
-    if not path.is_file():
-        raise BadInput(f"{path}: not a file")
-    return path
-
-
-def read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(_exists(path), allow_pickle=False)
-    except Exception as e:  # ValueError (pickled/corrupt), EOFError, OSError
-        raise BadInput(f"{path}: not a readable .npy array ({' '.join(str(e).split())[:200]})") from None
-
-
-def read_table(path: Path, required: tuple[str, ...]):
-    """A ``.csv`` or ``.parquet`` file as an Arrow table with the required columns."""
-    import pyarrow as pa
-
-    _exists(path)
-    try:
-        if path.suffix == ".csv":
-            import pyarrow.csv as pacsv
-            t = pacsv.read_csv(path)
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-            t = pq.read_table(path)
-        else:
-            raise BadInput(f"{path}: expected a .npy/.npz, .csv or .parquet file")
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise BadInput(f"{path}: not a readable {path.suffix} table ({' '.join(str(e).split())[:200]})") from None
-    missing = [c for c in required if c not in t.column_names]
-    if missing:
-        raise BadInput(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(t.column_names)})")
-    return t
-
-
-def ints(a, path: Path, name: str) -> np.ndarray:
-    """An integer array (nulls and non-integral values refused)."""
-    import pyarrow as pa
-
-    if isinstance(a, (pa.Array, pa.ChunkedArray)):
-        if a.null_count:
-            raise BadInput(f"{path}: column {name} has empty values")
-        a = a.to_numpy(zero_copy_only=False)
-    a = np.asarray(a)
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    if a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all():
-        return a.astype(np.int64)
-    raise BadInput(f"{path}: {name} must hold integers (dtype {a.dtype})")
-
-
-def floats(a, path: Path, name: str, *, nullable: bool = False) -> np.ndarray:
-    """A float64 array; NaN/Inf refused (NULLs become NaN only when ``nullable``)."""
-    import pyarrow as pa
-
-    if isinstance(a, (pa.Array, pa.ChunkedArray)):
-        if a.null_count and not nullable:
-            raise BadInput(f"{path}: column {name} has empty values")
-        mask = a.is_null().to_numpy(zero_copy_only=False) if a.null_count else None
-        try:
-            a = a.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise BadInput(f"{path}: {name} must hold numbers") from None
-    else:
-        mask = None
-        a = np.asarray(a)
-        if a.dtype.kind not in "iuf":
-            raise BadInput(f"{path}: {name} must hold numbers (dtype {a.dtype})")
-    a = a.astype(np.float64)
-    if not np.isfinite(a).all():
-        raise BadInput(f"{path}: {name} holds NaN or Inf values")
-    if mask is not None:
-        a[mask] = np.nan
-    return a
-
-
-def _range(a: np.ndarray, lo: int, hi: int, path: Path, what: str) -> None:
-    bad = (a < lo) | (a >= hi)
-    if bad.any():
-        raise BadInput(f"{path}: {what} {int(a[bad][0])} is out of range [{lo}, {hi})")
-
-
-def _unique(a: np.ndarray, path: Path, what: str) -> None:
-    u, c = np.unique(a, return_counts=True)
-    if (c > 1).any():
-        raise BadInput(f"{path}: {what} {int(u[c > 1][0])} appears {int(c[c > 1][0])} times")
-
-
-def _unique_pairs(a: np.ndarray, b: np.ndarray, path: Path) -> None:
-    order = np.lexsort((b, a))
-    dup = (np.diff(a[order]) == 0) & (np.diff(b[order]) == 0)
-    if dup.any():
-        k = order[int(np.flatnonzero(dup)[0])]
-        raise BadInput(f"{path}: pair ({int(a[k])}, {int(b[k])}) appears more than once")
-
-
 def _next_layer(lake, release: str, src: int, path: Path) -> int:
     ls = layers(lake, release)
     if src not in ls:
@@ -192,7 +98,7 @@ def run_clusters(args, ctx) -> str:
     import pyarrow as pa
 
     path, lake = Path(args.path), ctx.lake
-    _exists(path)
+    require_file(path)
     n = _d_sae(lake, args.release, args.layer, path)
     null = pa.nulls
     if path.suffix == ".npy":
@@ -206,11 +112,13 @@ def run_clusters(args, ctx) -> str:
     else:
         t = read_table(path, ("feature", "cluster"))
         feature, cluster = ints(t.column("feature"), path, "feature"), ints(t.column("cluster"), path, "cluster")
-        _range(feature, 0, n, path, "feature")
-        _unique(feature, path, "feature")
-        opt = {c: floats(t.column(c), path, c, nullable=True) if c in t.column_names else None
+        in_range(feature, 0, n, path, "feature")
+        unique(feature, path, "feature")
+        opt = {c: floats(t.column(c), path, c, nullable=True, float32=True) if c in t.column_names else None
                for c in ("probability", "x", "y")}
         prob, x, y = opt["probability"], opt["x"], opt["y"]
+        if prob is not None:
+            validate.unit_interval(prob, str(path), "probability")
     if (cluster < -2).any():
         raise BadInput(f"{path}: cluster label {int(cluster[cluster < -2][0])} is invalid (labels are >= 0, -1 noise, -2 none)")
     order = np.argsort(feature, kind="stable")
@@ -230,7 +138,7 @@ def run_matches(args, ctx) -> str:
     from saew.storage.saes import load_sae
 
     path, lake, release = Path(args.path), ctx.lake, args.release
-    _exists(path)
+    require_file(path)
     src_layer, dst_layer = args.src_layer, args.dst_layer
     m = _PERM_NAME.fullmatch(path.name)
     if src_layer is None:
@@ -240,8 +148,9 @@ def run_matches(args, ctx) -> str:
         dst_layer = dst_layer if dst_layer is not None else int(m.group(2))
     if dst_layer is None:
         dst_layer = _next_layer(lake, release, src_layer, path)
-    if dst_layer == src_layer:
-        raise BadInput(f"--dst-layer {dst_layer}: equals the source layer")
+    validate.layer(src_layer, str(path))
+    validate.layer(dst_layer, str(path))
+    validate.layer_pair(src_layer, dst_layer, str(path))
     n_src = _d_sae(lake, release, src_layer, path)
     n_dst = _d_sae(lake, release, dst_layer, path)
     if path.suffix == ".npy":
@@ -261,10 +170,10 @@ def run_matches(args, ctx) -> str:
         if (j < -1).any():
             raise BadInput(f"{path}: dst_feature {int(j[j < -1][0])} is out of range (-1 or [0, {n_dst}))")
         i, j = i[keep], j[keep]
-        _range(i, 0, n_src, path, "src_feature")
-        _unique(i, path, "src_feature")
-    _range(j, 0, n_dst, path, "dst_feature")
-    _unique(j, path, "destination feature (not one-to-one)")
+        in_range(i, 0, n_src, path, "src_feature")
+        unique(i, path, "src_feature")
+    in_range(j, 0, n_dst, path, "dst_feature")
+    unique(j, path, "destination feature (not one-to-one)")
     order = np.argsort(i, kind="stable")
     i, j = i[order], j[order]
     src, dst = load_sae(lake, release, src_layer), load_sae(lake, release, dst_layer)
@@ -282,14 +191,17 @@ def run_matches(args, ctx) -> str:
 # ---------------------------------------------------------------- transport
 def run_transport(args, ctx) -> str:
     path, lake, release = Path(args.path), ctx.lake, args.release
-    _exists(path)
+    require_file(path)
     src_layer = args.src_layer
     dst_layer = args.dst_layer if args.dst_layer is not None else _next_layer(lake, release, src_layer, path)
+    validate.layer(src_layer, "--src-layer")
+    validate.layer(dst_layer, "--dst-layer")
+    validate.layer_pair(src_layer, dst_layer, str(path))
     n_src = _d_sae(lake, release, src_layer, path)
     _d_sae(lake, release, dst_layer, path)
     if path.suffix == ".npz":
-        from saew.ingest.formats.raw import npz_arrays, read_bytes
-        z = npz_arrays(read_bytes(path)[0], path)
+        from saew.ingest.formats.raw import npz_arrays
+        z, _ = npz_arrays(path)
         for name in ("plan", "src_clusters", "dst_clusters"):
             if name not in z:
                 raise BadInput(f"{path}: missing array {name!r} (has {sorted(z)})")
@@ -301,8 +213,8 @@ def run_transport(args, ctx) -> str:
         cmat = floats(z["cost"], path, "cost") if "cost" in z else None
         if cmat is not None and cmat.shape != plan.shape:
             raise BadInput(f"{path}: cost has shape {cmat.shape}, expected {plan.shape}")
-        _unique(sc, path, "src cluster")
-        _unique(dc, path, "dst cluster")
+        unique(sc, path, "src cluster")
+        unique(dc, path, "dst cluster")
         a, b = np.meshgrid(np.arange(sc.size), np.arange(dc.size), indexing="ij")
         src_c, dst_c, mass = sc[a.ravel()], dc[b.ravel()], plan.ravel()
         cost = cmat.ravel() if cmat is not None else np.full(mass.size, np.nan)
@@ -312,7 +224,7 @@ def run_transport(args, ctx) -> str:
         mass = floats(t.column("mass"), path, "mass")
         cost = (floats(t.column("cost"), path, "cost", nullable=True) if "cost" in t.column_names
                 else np.full(mass.size, np.nan))
-        _unique_pairs(src_c, dst_c, path)
+        unique_pairs(src_c, dst_c, path)
     if (mass < 0).any():
         raise BadInput(f"{path}: negative transport mass {float(mass[mass < 0][0])}")
     for name, c in (("src_cluster", src_c), ("dst_cluster", dst_c)):
@@ -336,38 +248,36 @@ def run_transport(args, ctx) -> str:
 # ---------------------------------------------------------------- activations
 def run_activations(args, ctx) -> str:
     path, lake, release, layer = Path(args.path), ctx.lake, args.release, int(args.layer)
-    _exists(path)
+    require_file(path)
+    validate.layer(layer, "--layer")
     n = _d_sae(lake, release, layer, path)
-    if args.n_tokens is not None and args.n_tokens < 0:
-        raise BadInput(f"--n-tokens {args.n_tokens}: must be >= 0")
+    if args.n_tokens is not None:
+        validate.int_range(args.n_tokens, 0, validate.MAX_COUNT, "--n-tokens", "token count")
     if path.suffix == ".npz":
-        import scipy.sparse as sp
-        try:
-            m = sp.load_npz(path)
-        except Exception as e:  # BadZipFile, KeyError('format'), ValueError
-            raise BadInput(f"{path}: not a scipy sparse .npz matrix ({' '.join(str(e).split())[:200]})") from None
-        if m.ndim != 2 or m.shape[1] != n:
-            raise BadInput(f"{path}: matrix has shape {m.shape}, expected (n_tokens, {n}) "
+        coo = read_sparse(path)
+        if coo.shape[1] != n:
+            raise BadInput(f"{path}: matrix has shape {coo.shape}, expected (n_tokens, {n}) "
                            f"(one column per feature of layer {layer})")
-        coo = m.tocoo()
         tok, feat, val = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
-        n_tokens = m.shape[0] if args.n_tokens is None else args.n_tokens
-        if n_tokens < m.shape[0]:
-            raise BadInput(f"--n-tokens {n_tokens}: smaller than the matrix's {m.shape[0]} rows")
-        val = floats(val, path, "values")
+        n_tokens = coo.shape[0] if args.n_tokens is None else args.n_tokens
+        if n_tokens < coo.shape[0]:
+            raise BadInput(f"--n-tokens {n_tokens}: smaller than the matrix's {coo.shape[0]} rows")
+        val = floats(val, path, "values", float32=True)
     elif path.suffix == ".parquet":
         if args.n_tokens is None:
             raise BadInput(f"{path}: a .parquet activation file needs --n-tokens")
         t = read_table(path, ("token_id", "feature", "value"))
-        tok, feat = ints(t.column("token_id"), path, "token_id"), ints(t.column("feature"), path, "feature")
-        val = floats(t.column("value"), path, "value")
+        tok = ints(t.column("token_id"), path, "token_id", bits=64)
+        feat = ints(t.column("feature"), path, "feature")
+        val = floats(t.column("value"), path, "value", float32=True)
         n_tokens = args.n_tokens
-        _range(tok, 0, max(n_tokens, 0), path, "token_id")
-        _range(feat, 0, n, path, "feature")
+        in_range(tok, 0, max(n_tokens, 0), path, "token_id")
+        in_range(feat, 0, n, path, "feature")
     else:
         raise BadInput(f"{path}: expected a scipy sparse .npz or a .parquet file")
     keep = val != 0
     tok, feat, val = tok[keep], feat[keep], val[keep]
+    validate.positive(val, str(path), "activation value")
     order = np.lexsort((feat, tok))
     tok, feat, val = tok[order], feat[order], val[order]
     dup = (np.diff(tok) == 0) & (np.diff(feat) == 0)

@@ -14,7 +14,9 @@ otherwise exit 2. ``--model``/``--hook`` override or fill the
 model and hook; the default hook is ``blocks.{L}.<site>`` (``hook_resid_post`` unless the
 format names another site).
 
-SAEs are read, validated (shapes against the config, finite values, one d_in per release) and
+SAEs are read, validated (``ingest.validate``: floating-point weights, declared sizes against the
+file, shapes against the config, finite values, layer in int32, k in 1..d_sae, thresholds >= 0,
+one d_in per release) and
 staged one at a time, so memory stays bounded by about two copies of one SAE; everything is
 committed together at the end, or nothing if any PATH is bad.
 """
@@ -27,6 +29,7 @@ from saew.errors import BadInput
 from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
 from saew.storage.saes import write_sae
 
+from saew.ingest import validate
 from saew.ingest.formats import snapshot, sparsify
 from saew.ingest.formats.raw import Loaded, layer_from_hook
 
@@ -130,8 +133,8 @@ def run(args, ctx) -> str:
     paths = [Path(p) for p in args.paths]
     if args.layer is not None and len(paths) > 1:
         raise BadInput(f"--layer {args.layer}: applies to one PATH, got {len(paths)}")
-    if args.layer is not None and args.layer < 0:
-        raise BadInput(f"--layer {args.layer}: must be >= 0")
+    if args.layer is not None:
+        validate.layer(args.layer, "--layer")
     for path in paths:  # refuse a missing path before reading anything big
         if not path.exists():
             raise BadInput(f"{path}: no such file or directory")
@@ -150,12 +153,14 @@ def run(args, ctx) -> str:
             layer = layer_from_hook(args.hook)
         if layer is None:
             raise BadInput(f"{src}: cannot tell the layer from the file or its path; pass --layer")
+        validate.layer(layer, str(src))
         if layer in seen:
             raise BadInput(f"{src}: layer {layer} is also given by {seen[layer]}")
         seen[layer] = src
         p = loaded.params
         hook = args.hook or p.hook or f"blocks.{layer}.{loaded.hook_site}"
         p = replace(p, model=args.model or p.model, hook=hook).validate(str(src))
+        validate.sae_shape(p.d_in, p.d_sae, p.architecture, p.k, p.threshold, str(src))
         if d_in is not None and p.d_in != d_in[0]:
             raise BadInput(f"{src}: d_in {p.d_in} differs from {d_in[1]}'s d_in {d_in[0]} "
                            f"(one d_in per release)")

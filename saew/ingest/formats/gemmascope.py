@@ -13,7 +13,7 @@ from pathlib import Path
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
 
-from saew.ingest.formats.raw import Loaded, expect_shape, npz_arrays, read_bytes, take, to_numpy
+from saew.ingest.formats.raw import Loaded, expect_shape, npz_arrays, take, to_numpy
 
 _LAYER = re.compile(r"layer_(\d+)")
 _REPO = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)")
@@ -26,9 +26,7 @@ def npz_file(path: Path) -> Path:
 
 def load(path: Path) -> Loaded:
     f = npz_file(path)
-    buf, sha = read_bytes(f)
-    z = npz_arrays(buf, f)
-    del buf
+    z, sha = npz_arrays(f)
     w_enc = to_numpy(take(z, f, "W_enc", "w_enc"), f, "W_enc")
     w_dec = to_numpy(take(z, f, "W_dec", "w_dec"), f, "W_dec")
     if w_dec.ndim != 2:

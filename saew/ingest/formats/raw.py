@@ -1,13 +1,16 @@
 """Raw file access shared by the format readers: read once and hash, safetensors, npz, .pt, JSON.
 
-Every failure becomes ``BadInput("<path>: <problem>")`` on one line.
+Every failure becomes ``BadInput("<path>: <problem>")`` on one line. Sizes a file declares
+(safetensors offsets, ``.npy`` headers, zip members) are checked against the bytes it holds
+before anything is allocated or inflated (``ingest.validate``).
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import json
+import math
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import numpy as np
 
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
+
+from saew.ingest import validate
 
 _HOOK_LAYER = re.compile(r"(?:^|\.)blocks\.(\d+)\.|(?:^|[._/])layers?[._]?(\d+)(?:\.|$|/|_)")
 
@@ -55,74 +60,127 @@ def read_bytes(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_json(path: Path) -> object:
+    """A JSON config file (at most ``validate.MAX_JSON_BYTES``)."""
     require_file(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"{path}: not valid JSON ({one_line(e)})") from None
+        with open(path, "rb") as f:
+            data = validate.read_limited(f, validate.MAX_JSON_BYTES, str(path), "the JSON file")
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({one_line(e)})") from None
+    return validate.json_loads(data, str(path))
 
 
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
               "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
-def safetensors_arrays(buf: bytes, path: Path) -> dict[str, np.ndarray]:
-    """Parse a safetensors buffer into (read-only, zero-copy where possible) numpy arrays.
+def _st_entry(name: str, info, path: Path) -> tuple[np.dtype, list[int], int, int]:
+    """(dtype, shape, begin, end) of one safetensors header entry, every field checked."""
+    bad = BadInput(f"{path}: corrupt safetensors file (bad header entry for {name!r})")
+    if not isinstance(info, dict):
+        raise bad
+    dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not (isinstance(shape, list) and isinstance(offs, list) and len(offs) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in [*shape, *offs])):
+        raise bad
+    if dtype not in _ST_DTYPES:
+        raise BadInput(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+    s, e = offs
+    np_dtype = np.dtype(_ST_DTYPES[dtype])
+    nbytes = math.prod(shape) * np_dtype.itemsize
+    if min(shape, default=0) < 0 or s < 0 or e < s or e - s != nbytes:
+        raise BadInput(f"{path}: corrupt safetensors file (tensor {name!r} declares shape {shape} "
+                       f"({nbytes} bytes) but data_offsets {s}..{e})")
+    return np_dtype, shape, s, e
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """The tensors of a safetensors file as (read-only, zero-copy) numpy arrays, and its sha256.
 
     Layout: 8-byte little-endian header length N, N bytes of JSON
-    ``{name: {dtype, shape, data_offsets: [begin, end]}}``, then the data block.
-    Truncation and inconsistent offsets are refused. BF16 is widened to float32.
+    ``{name: {dtype, shape, data_offsets: [begin, end]}}``, then the data block. The header is
+    read and checked first -- N at most ``validate.MAX_HEADER_BYTES``, every tensor's bytes
+    equal to prod(shape) x itemsize, the data block exactly as long as the last tensor's end
+    (truncation and trailing bytes refused) -- and only then the data. BF16 is widened to float32.
     """
-    if len(buf) < 8:
-        raise BadInput(f"{path}: truncated safetensors file ({len(buf)} bytes)")
-    n = int.from_bytes(buf[:8], "little")
-    if n > len(buf) - 8:
-        raise BadInput(f"{path}: truncated or corrupt safetensors file (header claims {n} bytes, "
-                       f"file has {len(buf)})")
+    require_file(path)
+    size = path.stat().st_size
     try:
-        header = json.loads(buf[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInput(f"{path}: corrupt safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise BadInput(f"{path}: corrupt safetensors file (header is not a JSON object)")
-    base, size = 8 + n, len(buf) - 8 - n
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise BadInput(f"{path}: truncated safetensors file ({size} bytes)")
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                raise BadInput(f"{path}: truncated or corrupt safetensors file (header claims {n} bytes, "
+                               f"file has {size})")
+            if n > validate.MAX_HEADER_BYTES:
+                raise BadInput(f"{path}: corrupt safetensors file (a {n}-byte header; at most "
+                               f"{validate.MAX_HEADER_BYTES})")
+            raw_header = f.read(n)
+            try:
+                header = validate.json_loads(raw_header, str(path))
+            except BadInput:
+                raise BadInput(f"{path}: corrupt safetensors file (header is not JSON)") from None
+            if not isinstance(header, dict):
+                raise BadInput(f"{path}: corrupt safetensors file (header is not a JSON object)")
+            entries = {k: _st_entry(k, v, path) for k, v in header.items() if k != "__metadata__"}
+            block = size - 8 - n
+            end = max((e for *_, e in entries.values()), default=0)
+            if end > block:
+                name = next(k for k, v in entries.items() if v[3] == end)
+                raise BadInput(f"{path}: truncated or corrupt safetensors file (tensor {name!r} needs "
+                               f"bytes up to {end} of a {block}-byte data block)")
+            if end < block:
+                raise BadInput(f"{path}: {block - end} bytes of trailing data after the last tensor "
+                               f"(corrupt safetensors file)")
+            data = f.read(block)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({one_line(e)})") from None
+    sha = hashlib.sha256(head)
+    sha.update(raw_header)
+    sha.update(data)
     out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (s, e) = info["dtype"], [int(x) for x in info["shape"]], info["data_offsets"]
-            s, e = int(s), int(e)
-        except (KeyError, TypeError, ValueError):
-            raise BadInput(f"{path}: corrupt safetensors file (bad header entry for {name!r})") from None
-        if dtype not in _ST_DTYPES:
-            raise BadInput(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        np_dtype = np.dtype(_ST_DTYPES[dtype])
-        count = int(np.prod(shape, dtype=np.int64))
-        if s < 0 or e > size or e - s != count * np_dtype.itemsize or min(shape, default=0) < 0:
-            raise BadInput(f"{path}: truncated or corrupt safetensors file (tensor {name!r} needs "
-                           f"bytes {s}..{e} of a {size}-byte data block)")
-        a = np.frombuffer(buf, dtype=np_dtype, count=count, offset=base + s).reshape(shape)
-        if dtype == "BF16":
+    for name, (np_dtype, shape, s, e) in entries.items():
+        a = np.frombuffer(data, dtype=np_dtype, count=math.prod(shape), offset=s).reshape(shape)
+        if np_dtype == np.dtype("<u2") and header[name]["dtype"] == "BF16":
             a = (a.astype(np.uint32) << 16).view(np.float32)
         out[name] = a
-    return out
+    return out, sha.hexdigest()
 
 
-def npz_arrays(buf: bytes, path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` archive (no pickles)."""
+def npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """All arrays of an ``.npz`` archive (no pickles) and the file's sha256; member sizes and
+    ``.npy`` headers are checked before anything is inflated (``validate.zip_members``)."""
+    require_file(path)
+    validate.zip_members(path, npy=True, what=".npz archive")
     try:
-        with np.load(io.BytesIO(buf), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except BadInput:
+        raise
     except Exception as e:  # zipfile.BadZipFile, zlib.error, ValueError (pickled object arrays), EOFError
         raise BadInput(f"{path}: not a readable .npz archive ({one_line(e)})") from None
+    return arrays, sha256_of(path)
 
 
 def torch_state(buf: bytes, path: Path) -> dict:
-    """A ``.pt`` checkpoint's dict, loaded with ``weights_only=True`` (never runs code)."""
+    """A ``.pt`` checkpoint's dict, loaded with ``weights_only=True`` (never runs code); a zip
+    checkpoint's members are checked against the archive's size first."""
     import torch
 
+    if zipfile.is_zipfile(io.BytesIO(buf)):
+        validate.zip_members(path, npy=False, what="torch checkpoint")
     try:
         obj = torch.load(io.BytesIO(buf), map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code-running pickles, RuntimeError for corrupt zips
@@ -139,15 +197,15 @@ def torch_state(buf: bytes, path: Path) -> dict:
 
 
 def to_numpy(x, path: Path, name: str) -> np.ndarray:
-    """A tensor or array as float32 numpy (no copy when it already is)."""
+    """A floating-point tensor or array as float32 numpy (no copy when it already is);
+    integer, boolean and other dtypes are refused (``validate.float_array``)."""
     if hasattr(x, "detach"):
         x = x.detach()
         if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
             x = x.float()
         x = x.numpy()
     a = np.asarray(x)
-    if not np.issubdtype(a.dtype, np.number):
-        raise BadInput(f"{path}: {name} is not numeric (dtype {a.dtype})")
+    validate.float_array(a, str(path), name)
     return a.astype(np.float32, copy=False)
 
 
@@ -180,8 +238,8 @@ def as_int(v, path: Path, name: str) -> int | None:
     try:
         if hasattr(v, "item"):
             v = v.item()
-        if isinstance(v, float) and not v.is_integer():
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
             raise ValueError
         return int(v)
-    except (TypeError, ValueError):
-        raise BadInput(f"{path}: {name} must be an integer, got {v!r}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError):  # RuntimeError: a many-element tensor
+        raise BadInput(f"{path}: {name} must be an integer, got {str(v)[:80]!r}") from None

@@ -19,8 +19,8 @@ from saew.errors import BadInput
 from saew.sae.params import SAEParams
 from saew.sae.saelens import CFG_FILE, WEIGHTS_FILE
 
-from .raw import (Loaded, as_int, expect_shape, layer_from_hook, read_bytes, read_json,
-                  safetensors_arrays, take, to_numpy)
+from .raw import (Loaded, as_int, expect_shape, layer_from_hook, read_json, read_safetensors,
+                  take, to_numpy)
 
 _ARCH = {"standard": "relu", "relu": "relu", "jumprelu": "jumprelu", "jump_relu": "jumprelu",
          "topk": "topk", "batchtopk": "topk", "gated": "gated"}
@@ -72,8 +72,7 @@ def load(path: Path) -> Loaded:
         norm = "expected_average_only_in" if norm else "none"
     norm = str(norm or "none")
 
-    buf, sha = read_bytes(w_path)
-    t = safetensors_arrays(buf, w_path)
+    t, sha = read_safetensors(w_path)
     w_enc = to_numpy(take(t, w_path, "W_enc"), w_path, "W_enc")
     w_dec = to_numpy(take(t, w_path, "W_dec"), w_path, "W_dec")
     d_in = as_int(cfg.get("d_in"), cfg_path, "d_in")

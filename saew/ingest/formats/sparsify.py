@@ -20,7 +20,7 @@ import numpy as np
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
 
-from .raw import Loaded, as_int, expect_shape, read_bytes, read_json, safetensors_arrays, take, to_numpy
+from .raw import Loaded, as_int, expect_shape, read_json, read_safetensors, take, to_numpy
 
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae.safetensors"
 _HOOKPOINT = re.compile(r"(?:.*\.)?(?:layers|h|blocks)\.(\d+)(?:\.(mlp|self_attn|attn|attention))?")
@@ -62,9 +62,7 @@ def load(path: Path) -> Loaded:
     if n <= 0:
         raise BadInput(f"{cfg_path}: needs num_latents or expansion_factor > 0")
 
-    buf, sha = read_bytes(w_path)
-    t = safetensors_arrays(buf, w_path)
-    del buf
+    t, sha = read_safetensors(w_path)
     why = f"{cfg_path.name} says d_in={d_in}, num_latents={n}"
     enc = to_numpy(take(t, w_path, "encoder.weight"), w_path, "encoder.weight")
     expect_shape(enc, (n, d_in), w_path, "encoder.weight", why)
