@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test bench clean-home
+.PHONY: install demo test bench chaos clean-home
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -30,3 +30,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# kill -9 at every commit step of every writing command, readers during writes, concurrent
+# writers, a full disk (bench/chaos.py; a short version runs in `make test`)
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py

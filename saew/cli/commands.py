@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from saew.errors import BadInput
 from saew.storage import catalog
 from saew.storage.context import Context
-from saew.storage.lake import Lake, check_release
+from saew.storage.lake import Lake, RunInfo, check_release, resume_key
 
 VERSION = "0.1.0"
 
@@ -108,7 +109,14 @@ def _jsonable(v):
 
 def execute(words: tuple[str, ...], args: argparse.Namespace,
             commands: list[Command] = STEPS) -> str | None:
-    """Run one step; writing steps are locked, transactional and recorded in ``runs``."""
+    """Run one step; writing steps are locked, transactional and recorded in ``runs``.
+
+    A writing step commits in units (``ctx.lake.commit_unit``) and once at its end; each
+    commit writes the run's ``runs`` row (status 'partial' with the units so far, then 'ok').
+    The catalog is refreshed after each commit; a refresh that cannot run (a full disk) never
+    fails the committed command: the next open rebuilds it. Lines the lake noted (what a
+    re-ingest dropped) follow the step's output.
+    """
     module = args._module
     writes = next(c.writes for c in commands if c.words == tuple(words))
     mod = importlib.import_module(module)
@@ -118,17 +126,32 @@ def execute(words: tuple[str, ...], args: argparse.Namespace,
             check_release(getattr(args, opt))
     lake = Lake(args.home)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    ctx = Context(lake=lake, run_id=run_id, seed=args.seed)
+    params = json.dumps({k: _jsonable(v) for k, v in vars(args).items() if not k.startswith("_")},
+                        sort_keys=True)
+    ctx = Context(lake=lake, run_id=run_id, seed=args.seed, command=" ".join(words),
+                  params_key=resume_key(params))
     if not writes:
         return runner(args, ctx)
-    params = {k: _jsonable(v) for k, v in vars(args).items() if not k.startswith("_")}
-    with lake.write_lock():
-        started = datetime.now(timezone.utc).replace(tzinfo=None)
-        with lake.transaction(run_id):
-            out = runner(args, ctx)
-            lake.write("runs", {
-                "command": [" ".join(words)], "params": [json.dumps(params, sort_keys=True)],
-                "started_at": [started], "finished_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
-                "status": ["ok"], "version": [VERSION]}, run_id=run_id)
-        catalog.refresh(lake)
+    try:
+        with lake.write_lock():
+            run = RunInfo(command=" ".join(words), params=params, version=VERSION,
+                          started_at=datetime.now(timezone.utc).replace(tzinfo=None))
+            lake.after_commit = catalog.refresh_quietly
+            with lake.transaction(run_id, run=run):
+                out = runner(args, ctx)
+    except OSError as e:
+        if not _disk_full(e):
+            raise
+        raise BadInput(f"{lake.home}: no space left on the device; the unfinished work was not "
+                       f"written (free some space and run the command again)") from None
+    if lake.notes:
+        out = "\n".join([*([out] if out else []), *lake.notes])
     return out
+
+
+def _disk_full(e: OSError) -> bool:
+    """An OSError of a full disk or quota, also as pyarrow reports it (errno in the text)."""
+    import errno
+
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "No space left" in str(e) \
+        or "errno 28" in str(e).lower()

@@ -1,18 +1,23 @@
-"""The lake: Hive-partitioned Parquet tables under ``<home>/lake``.
+"""The lake: Hive-partitioned Parquet tables, committed in atomic units of work.
 
-Writes are staged and committed atomically:
+What the lake is, is the manifest ``<home>/lake/_manifest.json`` (see
+:mod:`saew.storage.versions`): every partition's current immutable data file in the version
+store, by paths relative to the home. A command:
 
-* every write of a command goes to ``<home>/.staging/<run_id>/`` first;
-* on commit a journal (the list of renames) is written atomically, then each staged
-  file is ``os.replace``-d onto its partition file (``part-0.parquet``, one file per
-  partition, so each replacement is atomic for readers), then the journal is removed;
-* a command killed before its journal exists leaves only staging garbage, which the next
-  writer deletes; one killed while committing is rolled forward by the next writer.
+* stages its files under ``<home>/.staging/<run_id>/`` (its writes, partition deletes, row
+  deletes and folders such as SAELens SAE folders);
+* commits them as one unit (``commit_unit(name)`` for each layer or pair of a per-layer step,
+  and once more at the end of the transaction): the staged files move into the version store
+  and one ``os.replace`` switches the manifest. That is the commit point; a kill before it
+  leaves the lake as it was (the staging is garbage the next writer deletes), a kill after it
+  leaves the unit committed, and whatever follows (the ``part-0.parquet`` links of the table
+  folders, the SAE folder symlinks, the catalog) is idempotent and redone on the next open
+  by anyone, reader or writer.
 
-So a reader sees each partition either as it was or as it is after the command, never
-half-written, and a failed command leaves the lake as it was.
-A writer lock (``<home>/.write.lock``) keeps two writing commands from interleaving;
-readers take no lock.
+Readers (``connect``, ``query``, the catalog's views, dbt) read the explicit files of one
+manifest, so they see each unit all or none, and never fail because a write is under way
+(superseded files are kept for a grace time). Readers take no lock. A writer lock
+(``<home>/.write.lock``) keeps two writing commands from interleaving.
 """
 from __future__ import annotations
 
@@ -22,21 +27,30 @@ import re
 import shutil
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from saew.errors import BadInput, LockBusy
-from saew.storage.schemas import TABLES, TableSpec, spec
+from saew.storage import legacy, versions
+from saew.storage.arrowcols import float_lists, list_matrix, row_group_size, to_arrow
+from saew.storage.schemas import TABLES, spec
+from saew.storage.versions import PART_FILE, Manifest
+
+__all__ = ["Lake", "RunInfo", "check_release", "resolve_home", "float_lists", "list_matrix",
+           "to_arrow", "PART_FILE", "COMPRESSION", "resume_key"]
 
 RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PART_VALUE_RE = re.compile(r"-?[A-Za-z0-9][A-Za-z0-9._-]{0,99}|-?[0-9]+")
-PART_FILE = "part-0.parquet"
+_DIR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 COMPRESSION = "zstd"
 DEFAULT_HOME = "saew-home"  # relative to the working directory; never a source folder
+RESUME_IGNORED = ("home", "workers", "executor", "device")  # params that do not change results
 
 
 def check_release(release: str) -> str:
@@ -51,33 +65,61 @@ def resolve_home(home: str | os.PathLike | None) -> Path:
     return Path(home or os.environ.get("SAEW_HOME") or DEFAULT_HOME).resolve()
 
 
+def resume_key(params_json: str) -> str:
+    """The part of a run's params JSON that decides its results: every param but
+    ``RESUME_IGNORED`` (where it runs and on what), as sorted JSON."""
+    d = json.loads(params_json) if params_json else {}
+    return json.dumps({k: v for k, v in d.items() if k not in RESUME_IGNORED}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The ``runs`` row of a writing command, written with each of its units."""
+    command: str
+    params: str          # JSON
+    version: str
+    started_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 class Lake:
     def __init__(self, home: str | os.PathLike | None = None):
         self.home = resolve_home(home)
         self.root = self.home / "lake"
         self._staging: Path | None = None
-        self._staged: list[tuple[Path, Path]] = []
-        self._deletes: list[Path] = []
+        self._unit = versions.Unit()
+        self._rewrites: set[Path] = set()   # staged files that are old partitions minus rows
+        self._seq = 0
+        self._run: RunInfo | None = None
+        self._run_id: str | None = None
+        self._units: list[str] = []
+        self.notes: list[str] = []   # lines a step wants printed (e.g. what a re-ingest dropped)
+        self.after_commit: Callable[["Lake"], None] | None = None  # e.g. the catalog refresh
 
     # ------------------------------------------------------------------ paths
     def table_dir(self, table: str) -> Path:
         return self.root / table
 
-    def partition_dir(self, table: str, **part) -> Path:
+    def partition_key(self, table: str, **part) -> str:
+        """``<table>/<col>=<v>/...``: a partition's key in the manifest (and its folder)."""
         t = spec(table)
+        part = {**dict(getattr(t, "partition_defaults", ())), **part}  # trailing columns a write may leave out
         missing = [c for c in t.partition_by if c not in part]
         extra = [c for c in part if c not in t.partition_by]
         if missing or extra:
             raise ValueError(f"{table}: partition needs {t.partition_by}, got {sorted(part)}")
-        d = self.table_dir(table)
-        for col in t.partition_by:
-            v = str(part[col])
-            if not _PART_VALUE_RE.fullmatch(v):
-                raise BadInput(f"{col}={v!r}: not a valid partition value")
-            d = d / f"{col}={v}"
-        return d
+        return "/".join([table, *(_part(c, part[c]) for c in t.partition_by)])
 
-    # ------------------------------------------------------------------ locking
+    def partition_dir(self, table: str, **part) -> Path:
+        return self.root / self.partition_key(table, **part)
+
+    def manifest(self) -> Manifest:
+        return versions.read(self.home)
+
+    # ------------------------------------------------------------------ locking and recovery
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Exclusive writer lock; waits for another writer (or raises LockBusy after timeout)."""
@@ -98,121 +140,236 @@ class Lake:
             lock.release()
 
     def recover(self) -> None:
-        """Roll forward a committed-but-interrupted journal; drop abandoned staging."""
-        journal = self.home / ".journal.json"
-        if journal.exists():
-            ops = json.loads(journal.read_text())
-            self._apply(ops)
-            journal.unlink()
-        staging = self.home / ".staging"
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        """A writer's open: finish what a killed command left (links, folders), drop its
+        staging and the version files no manifest names once past the grace time."""
+        legacy.roll_forward_journal(self.home)
+        self.open(wait=30)
+        shutil.rmtree(self.home / ".staging", ignore_errors=True)
+        for d in (self.home / "saes").glob("*/.staging-*"):   # train's staging before units
+            shutil.rmtree(d, ignore_errors=True)
+        try:
+            versions.clean_tmp(self.home)
+            versions.sweep(self.home)
+        except OSError:
+            pass
+
+    def open(self, wait: float = 0.0) -> Manifest:
+        """A reader's open (anyone may run it): migrate a pre-manifest home, and redo the
+        table folders' links if a kill interrupted them (skipped if another process is at it)."""
+        if not (self.home / versions.MANIFEST).exists() and self.root.exists():
+            try:
+                versions.migrate(self.home, legacy.place)
+            except OSError:
+                pass
+        try:
+            versions.sync(self.home, wait=wait)
+        except OSError:
+            pass  # e.g. a read-only home: readers read the manifest's files anyway
+        return self.manifest()
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
-    def transaction(self, run_id: str | None = None) -> Iterator["Lake"]:
-        """Stage every write; commit them all at the end, or none if the body raises."""
+    def transaction(self, run_id: str | None = None, run: RunInfo | None = None) -> Iterator["Lake"]:
+        """Stage every write; commit what is staged at each ``commit_unit`` and at the end.
+        If the body raises, what was staged since the last unit is dropped (earlier units stay)."""
         if self._staging is not None:
             yield self  # nested: the outer transaction commits
             return
-        run_id = run_id or uuid.uuid4().hex
-        self._staging = self.home / ".staging" / run_id
-        self._staged, self._deletes = [], []
+        self._run_id = run_id or uuid.uuid4().hex
+        self._staging = self.home / ".staging" / self._run_id
+        self._unit, self._units, self._run, self._rewrites = versions.Unit(), [], run, set()
         try:
             yield self
-            self._commit()
+            self._commit(final=True)
         finally:
-            if self._staging is not None and self._staging.exists():
+            if self._staging.exists():
                 shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-            self._staged, self._deletes = [], []
+            self._staging, self._unit, self._run, self._run_id = None, versions.Unit(), None, None
 
-    def _commit(self) -> None:
-        ops = [{"op": "replace", "src": str(s), "dst": str(d)} for s, d in self._staged]
-        ops += [{"op": "delete", "path": str(p)} for p in self._deletes]
-        if not ops:
+    def commit_unit(self, unit: str) -> None:
+        """Commit everything staged since the transaction began (or the previous unit) as ONE
+        atomic unit named ``unit`` (e.g. ``layer=3``, ``pair=3-4``); the transaction stays open."""
+        if self._staging is None:
+            raise RuntimeError("commit_unit outside a transaction")
+        self._units.append(str(unit))
+        self._commit(final=False)
+
+    def _commit(self, final: bool) -> None:
+        if self._run is not None:
+            r = self._run
+            self.write("runs", {
+                "command": [r.command], "params": [r.params], "started_at": [r.started_at],
+                "finished_at": [_now()], "status": ["ok" if final else "partial"],
+                "version": [r.version], "units": [list(self._units)]}, run_id=self._run_id)
+        if not self._unit:
             return
-        journal = self.home / ".journal.json"
-        tmp = journal.with_suffix(".tmp")
-        tmp.write_text(json.dumps(ops))
-        os.replace(tmp, journal)
-        self._apply(ops)
-        journal.unlink()
+        self._seq += 1
+        unit, self._unit, self._rewrites = self._unit, versions.Unit(), set()
+        versions.commit(self.home, unit, f"{self._run_id}-{self._seq}")
+        self._after_commit()
 
-    @staticmethod
-    def _apply(ops: list[dict]) -> None:
-        for op in ops:
-            if op["op"] == "replace":
-                src, dst = Path(op["src"]), Path(op["dst"])
-                if src.exists():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, dst)
-            elif op["op"] == "delete":
-                p = Path(op["path"])
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                elif p.exists():
-                    p.unlink()
+    def _after_commit(self) -> None:
+        """Idempotent steps past the commit point; a failure is retried on the next open."""
+        try:
+            versions.sync(self.home, wait=10)
+        except OSError:
+            pass
+        if self.after_commit is not None:
+            try:
+                self.after_commit(self)
+            except Exception:  # noqa: BLE001 - the unit is committed; the catalog catches up later
+                pass
+
+    def finished_units(self, command: str, params_key: str) -> set[str]:
+        """Units that earlier runs of ``command`` with this ``resume_key`` finished and nothing
+        has changed since: the units of the latest unbroken chain of its killed or failed
+        ('partial') runs, back to its last complete run or any other command's run."""
+        if not self.has_data("runs"):
+            return set()
+        rows = self.query("SELECT run_id, command, params, status, units FROM runs "
+                          "ORDER BY finished_at DESC, run_id DESC").to_pylist()
+        want = json.loads(params_key) if params_key else {}
+        done: set[str] = set()
+        for r in rows:
+            if r["run_id"] == self._run_id:
+                done |= set(r["units"] or [])
+                continue
+            if r["command"] != command or r["status"] != "partial" or not _same_params(r["params"], want):
+                break
+            done |= set(r["units"] or [])
+        return done
 
     # ------------------------------------------------------------------ writing
+    def _stage_path(self, key: str, name: str) -> Path:
+        """A fresh staging path ``<seq>/<key>/<name>`` (the partition path kept, so a staged
+        file reads with its Hive columns)."""
+        assert self._staging is not None
+        self._seq += 1
+        p = self._staging / f"{self._seq:06d}" / key / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
     def write(self, table: str, data: pa.Table | Mapping[str, object], **part) -> Path:
         """Replace one partition of ``table`` with ``data`` (columns without the partition ones).
 
         ``data`` may hold the partition columns too; they must then equal ``part``.
-        Inside a transaction the file is staged; outside, it is committed at once.
+        Inside a transaction the file is staged; outside, it is committed at once. Leaving out
+        a defaulted trailing partition column (``TableSpec.partition_defaults``, e.g. an
+        activations layer without ``shard``) writes the whole slice: its other partitions go.
         """
         t = spec(table)
-        target = self.partition_dir(table, **part) / PART_FILE
+        key = self.partition_key(table, **part)
+        whole = [c for c, _ in getattr(t, "partition_defaults", ()) if c not in part]
         arrow = to_arrow(t, data, part)
         if self._staging is None:
             with self.transaction():
                 return self.write(table, arrow, **part)
-        staged = self._staging / target.relative_to(self.home)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(arrow, staged, compression=COMPRESSION, row_group_size=_row_group_size(arrow))
-        self._staged = [(s, d) for s, d in self._staged if d != target] + [(staged, target)]
-        return target
+        staged = self._stage_path(key, PART_FILE)
+        pq.write_table(arrow, staged, compression=COMPRESSION, row_group_size=row_group_size(arrow))
+        versions.chaos("stage")
+        if whole:
+            self._unit.delete(key.rsplit("/", len(whole))[0])
+        self._unit.put(key, staged)
+        return self.root / key / PART_FILE
 
     def delete_partition(self, table: str, **part) -> None:
         """Remove the partitions under the given leading partition values (at commit)."""
         t = spec(table)
-        d = self.table_dir(table)
+        key = [table]
         for col in t.partition_by:
             if col not in part:
                 break
-            d = d / f"{col}={part[col]}"
+            key.append(_part(col, part[col]))
         if self._staging is None:
             with self.transaction():
                 self.delete_partition(table, **part)
             return
-        self._deletes.append(d)
+        self._unit.delete("/".join(key))
+
+    def delete_rows(self, table: str, where: str, params: list | None = None) -> int:
+        """Stage the removal of the rows of ``table`` matching ``where`` (SQL over its columns,
+        ``$1``-style parameters) from its committed partitions (and from partitions an earlier
+        ``delete_rows`` of this unit rewrote): each partition holding some is rewritten without
+        them, or removed when none is left. Partitions this unit wrote are new data and are left
+        alone. Returns the number of rows dropped."""
+        t = spec(table)
+        cur = {k: (self._abs(v), True) for k, v in self.manifest().files.items() if k.startswith(table + "/")}
+        for op, key, staged in self._unit.ops:
+            if op == "put" and key.startswith(table + "/"):
+                cur[key] = (str(staged), staged in self._rewrites)
+            elif op == "delete":
+                for k in [k for k in cur if k == key or k.startswith(key + "/")]:
+                    del cur[k]
+        by_file = {path: key for key, (path, old) in cur.items() if old}
+        if not by_file:
+            return 0
+        con = duckdb.connect()
+        try:
+            hit = con.execute(
+                f"SELECT filename, count(*) FROM ({self._scan(t, list(by_file), filename=True)}) "
+                f"WHERE {where} GROUP BY filename", params or None).fetchall()
+            dropped = 0
+            for fname, n in hit:
+                key = by_file[fname]
+                keep = con.sql(f"SELECT * EXCLUDE (filename) FROM ({self._scan(t, [fname], filename=True)}) "
+                               f"WHERE NOT coalesce(({where}), false)", params=params or None).to_arrow_table()
+                if keep.num_rows:
+                    self.write(table, keep, **_parse_key(t, key))
+                    self._rewrites.add(self._unit.ops[-1][2])
+                else:
+                    self._unit.delete(key)
+                dropped += int(n)
+            return dropped
+        finally:
+            con.close()
+
+    def stage_dir(self, rel: str) -> Path:
+        """An empty staging folder that becomes ``<home>/<rel>`` (e.g. an SAELens SAE folder,
+        ``saes/<release>/<hook>``) atomically with the unit's other writes."""
+        if self._staging is None:
+            raise RuntimeError("stage_dir outside a transaction")
+        if not _DIR_RE.fullmatch(rel) or rel.split("/")[0] in {"lake", versions.VERSIONS, ".staging"}:
+            raise BadInput(f"{rel!r}: not a folder name a unit may write")
+        d = self._stage_path("dir", "folder")
+        d.mkdir()
+        self._unit.put_dir(rel, d)
+        return d
 
     # ------------------------------------------------------------------ reading
-    def has_data(self, table: str) -> bool:
-        d = self.table_dir(table)
-        return d.exists() and any(d.rglob(PART_FILE))
+    def _abs(self, rel: str) -> str:
+        return (self.home / rel).as_posix()
 
-    def scan_sql(self, table: str) -> str:
-        """A SQL expression selecting the table with its contract columns, in order.
+    def has_data(self, table: str) -> bool:
+        return bool(self.manifest().table_files(table))
+
+    def _scan(self, t, files: list[str], filename: bool = False) -> str:
+        cols = ", ".join(f'CAST("{f.name}" AS {t.duckdb_type(f.name)}) AS "{f.name}"' for f in t.schema)
+        lst = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        types = ", ".join(f"'{c}': '{t.duckdb_type(c)}'" for c in t.partition_by)
+        return (f"SELECT {cols}{', filename' if filename else ''} FROM read_parquet([{lst}], "
+                f"hive_partitioning = true, hive_types = {{{types}}}, union_by_name = true"
+                f"{', filename = true' if filename else ''})")
+
+    def scan_sql(self, table: str, manifest: Manifest | None = None) -> str:
+        """A SQL expression selecting the table with its contract columns, in order, from the
+        explicit data files of one manifest (the current one by default).
 
         An empty table becomes a typed zero-row SELECT, so views and dbt sources always exist.
         """
         t = spec(table)
-        cols = ", ".join(f'CAST("{f.name}" AS {t.duckdb_type(f.name)}) AS "{f.name}"' for f in t.schema)
-        if not self.has_data(table):
+        files = (manifest or self.manifest()).table_files(table)
+        if not files:
             nulls = ", ".join(f'CAST(NULL AS {t.duckdb_type(f.name)}) AS "{f.name}"' for f in t.schema)
             return f"SELECT {nulls} WHERE 1 = 0"
-        glob = (self.table_dir(table) / ("*/" * len(t.partition_by)) / PART_FILE).as_posix()
-        types = ", ".join(f"'{c}': '{t.duckdb_type(c)}'" for c in t.partition_by)
-        return (f"SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, "
-                f"hive_types = {{{types}}}, union_by_name = true)")
+        return self._scan(t, [self._abs(f) for f in files])
 
     def connect(self, tables=None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per lake table (or per table of
-        ``tables``); never locks the catalog."""
+        ``tables``), all from one manifest; never locks the catalog."""
+        m = self.open()
         con = duckdb.connect()
         for name in TABLES if tables is None else tables:
-            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {self.scan_sql(name)}')
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {self.scan_sql(name, m)}')
         return con
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
@@ -224,71 +381,29 @@ class Lake:
             con.close()
 
 
-def _row_group_size(t: pa.Table) -> int:
-    if t.num_rows == 0:
-        return 1
-    per_row = max(1, t.nbytes // t.num_rows)
-    return int(max(1024, min(1_000_000, (64 << 20) // per_row)))
+def _same_params(params_json: str, want: dict) -> bool:
+    """A stored params JSON agrees with every key of ``want`` (a ``params_key``; the keys it
+    leaves out are the ones that do not change results)."""
+    try:
+        have = json.loads(params_json or "{}")
+    except ValueError:
+        return False
+    missing = object()
+    return all(have.get(k, missing) == v for k, v in want.items())
 
 
-def to_arrow(t: TableSpec, data: pa.Table | Mapping[str, object], part: Mapping[str, object]) -> pa.Table:
-    """Cast ``data`` to the table's file schema; check partition columns if present."""
-    if isinstance(data, pa.Table):
-        cols = {n: data.column(n) for n in data.column_names}
-    else:
-        cols = dict(data)
-    for c in t.partition_by:
-        if c in cols:
-            col = cols.pop(c)
-            vals = set(pa.chunked_array([col]).to_pylist() if not isinstance(col, (list, tuple)) else col) \
-                if not _is_scalar(col) else {col}
-            if vals and vals != {part[c]}:
-                raise ValueError(f"{t.name}: column {c} holds {sorted(map(str, vals))[:3]}, partition is {part[c]!r}")
-    schema = t.data_schema
-    missing = [f.name for f in schema if f.name not in cols]
-    if missing:
-        raise ValueError(f"{t.name}: missing columns {missing}")
-    arrays = [_as_array(cols[f.name], f.type) for f in schema]
-    n = {len(a) for a in arrays}
-    if len(n) > 1:
-        raise ValueError(f"{t.name}: columns of different lengths {n}")
-    return pa.Table.from_arrays(arrays, schema=schema)
+def _part(col: str, value) -> str:
+    v = str(value)
+    if not _PART_VALUE_RE.fullmatch(v):
+        raise BadInput(f"{col}={v!r}: not a valid partition value")
+    return f"{col}={v}"
 
 
-def _is_scalar(x) -> bool:
-    return isinstance(x, (str, int, float)) or x is None
+def _parse_key(t, key: str) -> dict:
+    """``features/release=r/layer=3`` -> ``{"release": "r", "layer": 3}`` (typed)."""
+    out = {}
+    for seg in key.split("/")[1:]:
+        c, v = seg.split("=", 1)
+        out[c] = int(v) if pa.types.is_integer(t.schema.field(c).type) else v
+    return out
 
-
-def _as_array(col, typ: pa.DataType):
-    import numpy as np
-
-    if isinstance(col, (pa.Array, pa.ChunkedArray)):
-        return col.cast(typ) if col.type != typ else col
-    if pa.types.is_list(typ) and isinstance(col, np.ndarray) and col.ndim == 2:
-        return float_lists(col)
-    if isinstance(col, np.ndarray):
-        return pa.array(col).cast(typ)
-    return pa.array(col, type=typ)
-
-
-def float_lists(m) -> pa.ListArray:
-    """A 2-D array as a list<float32> column, one row per matrix row (no per-row Python)."""
-    import numpy as np
-
-    m = np.ascontiguousarray(m, dtype=np.float32)
-    n, d = m.shape
-    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(m.reshape(-1)))
-
-
-def list_matrix(col: pa.ChunkedArray | pa.Array, width: int | None = None):
-    """A list<float> column back to a dense float32 matrix (rows must have equal length)."""
-    import numpy as np
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    n = len(col)
-    if n == 0:
-        return np.zeros((0, width or 0), np.float32)
-    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return flat.reshape(n, -1)

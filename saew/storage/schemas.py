@@ -133,8 +133,9 @@ _SPECS = [
         "(graph='correlation') graphs."),
     TableSpec("runs", _s(
         ("run_id", S), ("command", S), ("params", S), ("started_at", _TS),
-        ("finished_at", _TS), ("status", S), ("version", S)),
-        ("run_id",), ("run_id",), "One row per successful command."),
+        ("finished_at", _TS), ("status", S), ("version", S), ("units", STRINGS)),
+        ("run_id",), ("run_id",), "One row per writing command: status ok, or partial (killed or failed after "
+        "committing the units listed in units)."),
     TableSpec("graph_nodes", _s(
         ("release", S), ("layer", I), ("feature", I), ("n_active", L), ("degree", L),
         ("strength", D)),

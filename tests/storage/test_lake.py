@@ -56,24 +56,33 @@ def test_failed_transaction_changes_nothing(lake: Lake):
     assert not (lake.home / ".staging").exists() or not any((lake.home / ".staging").iterdir())
 
 
-def test_interrupted_commit_rolls_forward(lake: Lake):
-    """A journal left by a killed commit is completed by the next writer."""
+def test_interrupted_legacy_commit_rolls_forward(home):
+    """A journal the lake before the version store left (killed mid-commit) is completed by
+    the next writer; one naming another home (this one is a copy) is ignored."""
     import json
-    import os
 
-    put_sae(lake, "r", 0, make_sae(seed=0))
-    new = make_sae(seed=9)
-    from saew.storage.saes import write_sae
-    lake._staging = lake.home / ".staging" / "killed"
-    write_sae(lake, "r", 0, new, source_format="t", source_path="p", source_sha256="", run_id="x")
-    ops = [{"op": "replace", "src": str(s), "dst": str(d)} for s, d in lake._staged]
-    (lake.home / ".journal.json").write_text(json.dumps(ops))
-    os.replace(*lake._staged[0])  # the first rename happened, then the process died
-    lake._staging, lake._staged = None, []
-    with Lake(lake.home).write_lock():
+    import pyarrow as pa
+
+    def tl(n: int) -> pa.Table:
+        z = pa.array([0.0] * n)
+        return pa.table({"step": pa.array(range(n), pa.int32()), "tokens_seen": pa.array(range(n), pa.int64()),
+                         "mse": z, "fvu": z, "l0": z, "dead_frac": z})
+
+    dst = home / "lake" / "training_log" / "release=r" / "layer=0" / "part-0.parquet"
+    src = home / ".staging" / "killed" / "lake" / "training_log" / "release=r" / "layer=0" / "part-0.parquet"
+    for p, n in ((dst, 2), (src, 5)):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(tl(n), p)
+    elsewhere = home.parent / "other" / "part-0.parquet"
+    ops = [{"op": "replace", "src": str(src), "dst": str(dst)},
+           {"op": "delete", "path": str(elsewhere.parent)}]
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(b"x")
+    (home / ".journal.json").write_text(json.dumps(ops))
+    with Lake(home).write_lock():
         pass
-    np.testing.assert_array_equal(load_sae(lake, "r", 0).w_dec, new.w_dec)
-    assert not (lake.home / ".journal.json").exists()
+    assert Lake(home).query("SELECT count(*) n FROM training_log").column("n")[0].as_py() == 5
+    assert elsewhere.exists() and not (home / ".journal.json").exists()
 
 
 def test_sources_file_is_generated_from_schemas():
