@@ -68,6 +68,38 @@
   end
 {%- endmacro %}
 
+{#- The range a rate can take: [0, 1] for the shares (survive, split, vanish, merge, birth
+    rates and mean_leak), [0, no upper end) for the entropies and mutual informations (nats).
+    Returns (lo, hi), hi none when unbounded. -#}
+{% macro rate_bounds(rate) -%}
+  {%- if rate in ['h_cond_mean', 'h_aug_mean', 'mi_cond', 'mi_aug'] -%}
+    {{ return((0, none)) }}
+  {%- else -%}
+    {{ return((0, 1)) }}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The printed null band's ends: lo = max(mean - null_band_half, rate_bounds lo),
+    hi = min(mean + null_band_half, rate_bounds hi): a band of a share never shows below 0 or
+    above 1 (a null of 0 in every draw -+ 2 clusters' worth of 22 is [0, 0.091], not
+    [-0.091, 0.091]). NULL where the band is (one draw). beyond_null needs no clip: a rate
+    inside its range lies outside the clipped band exactly when it lies outside the unclipped one. -#}
+{% macro null_band_lo(rate, mean, sd, n_src, n_dst) -%}
+  {%- set lo = rate_bounds(rate)[0] -%}
+  {%- set edge = mean ~ ' - (' ~ null_band_half(rate, sd, n_src, n_dst) ~ ')' -%}
+  (case when {{ edge }} < {{ lo }} then {{ as_double(lo) }} else {{ edge }} end)
+{%- endmacro %}
+
+{% macro null_band_hi(rate, mean, sd, n_src, n_dst) -%}
+  {%- set hi = rate_bounds(rate)[1] -%}
+  {%- set edge = mean ~ ' + (' ~ null_band_half(rate, sd, n_src, n_dst) ~ ')' -%}
+  {%- if hi is none -%}
+  ({{ edge }})
+  {%- else -%}
+  (case when {{ edge }} > {{ hi }} then {{ as_double(hi) }} else {{ edge }} end)
+  {%- endif -%}
+{%- endmacro %}
+
 {#- beyond the null = the rate lies outside the null band mean +- half-width: with sd > 0 that is
     |z| > var(null_band_z) (strictly), as contract section 6 defines it; with sd 0 (all draws
     equal) |rate - mean| > null_band_half (one cluster's worth x null_band_z for counting rates,

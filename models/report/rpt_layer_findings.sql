@@ -1,7 +1,8 @@
 -- The findings per link (null draws left out) and layer pair: the rates that decide what a
 -- layer pair shows, each next to its null (fct_layer_evolution_vs_null: mean, sample sd, z,
 -- beyond = outside the band mean +- var(null_band_z) sd (macro null_band_half: with sd 0, two
--- clusters' worth), the band as null_<rate>_lo / _hi),
+-- clusters' worth), the band as null_<rate>_lo / _hi, clipped to the range the rate can take
+-- (macros null_band_lo / null_band_hi: [0, 1] for the shares, >= 0 for the entropies and MI)),
 -- whether the two layers' clusterings have structure (cluster_quality.has_structure; NULL when
 -- unknown), and a verdict:
 --   'no structure' when either layer's has_structure is false (its rates are not findings);
@@ -36,8 +37,8 @@ select
     v.null_{{ r }}_sd,
     v.{{ r }}_z,
     v.{{ r }}_beyond_null,
-    v.null_{{ r }} - {{ null_band_half(r, 'v.null_' ~ r ~ '_sd', 'v.n_src_clusters', 'v.n_dst_clusters') }} as null_{{ r }}_lo,
-    v.null_{{ r }} + {{ null_band_half(r, 'v.null_' ~ r ~ '_sd', 'v.n_src_clusters', 'v.n_dst_clusters') }} as null_{{ r }}_hi
+    {{ null_band_lo(r, 'v.null_' ~ r, 'v.null_' ~ r ~ '_sd', 'v.n_src_clusters', 'v.n_dst_clusters') }} as null_{{ r }}_lo,
+    {{ null_band_hi(r, 'v.null_' ~ r, 'v.null_' ~ r ~ '_sd', 'v.n_src_clusters', 'v.n_dst_clusters') }} as null_{{ r }}_hi
     {%- endfor %},
     case
         when qs.has_structure = false or qd.has_structure = false then 'no structure'

@@ -91,7 +91,22 @@ def test_findings_verdicts_follow_structure_and_the_null(built: Path):
             assert r["verdict"] == ("beyond null" if beyond else "within null")
         sd = r["null_survive_rate_sd"]
         half = 2 * sd if sd > 1e-12 else 2.0 / r["n_src_clusters"]  # sd 0: 2 clusters' worth
-        assert r["null_survive_rate_lo"] == pytest.approx(r["null_survive_rate"] - half)
+        # the printed band is clipped to [0, 1], the range of a rate
+        assert r["null_survive_rate_lo"] == pytest.approx(max(r["null_survive_rate"] - half, 0.0))
+        assert r["null_survive_rate_hi"] == pytest.approx(min(r["null_survive_rate"] + half, 1.0))
+        for c in RATES[:6]:
+            if r[f"null_{c}_lo"] is None:             # a rate without a null value (no band)
+                continue
+            lo, mean, hi = r[f"null_{c}_lo"], r[f"null_{c}"], r[f"null_{c}_hi"]
+            assert 0.0 <= lo <= mean + 1e-12 and mean - 1e-12 <= hi <= 1.0, (c, r)
+    series = _q(built, "SELECT * FROM rpt_evolution_series WHERE release = 'r' AND is_null")
+    assert series
+    for s in series:
+        for c in RATES:
+            if s[f"{c}_lo"] is None:
+                continue
+            top = 1.0 if c in RATES[:6] else float("inf")           # entropies and MI: no upper end
+            assert 0.0 <= s[f"{c}_lo"] <= s[c] + 1e-12 and s[c] - 1e-12 <= s[f"{c}_hi"] <= top, (c, s)
     per_link = _q(built, "SELECT * FROM rpt_link_findings WHERE release = 'r'")
     assert sum(l["n_pairs"] for l in per_link) == len(rows)
     assert sum(l["n_no_structure"] for l in per_link) == sum(r["verdict"] == "no structure" for r in rows) == 4
