@@ -8,7 +8,8 @@ Run it on a COPY of a built home (it writes <home>/reports/<release>/features/):
 
 Prints the wall and CPU time of the command (``saew browse`` as a subprocess, start-up included), the
 number of features, pages and files, the site's apparent size and its disk usage (blocks), the
-bytes per feature, and, with --per-feature, what the alternative layout (one file per feature)
+bytes per feature, with --breakdown the bytes of each part of the pages (statistics, contexts,
+lineage, ...), and, with --per-feature, what the alternative layout (one file per feature)
 would cost: the same sections each written to its own file, timed, and its disk usage.
 """
 from __future__ import annotations
@@ -45,11 +46,35 @@ def per_feature(folder: Path) -> tuple[float, int, int, int]:
         for page, text in zip(pages, texts):
             head = text[:text.index("<h1>")]
             layer = page.stem.split("-")[0]
-            for m in re.finditer(r'<section class="feat" id="f(\d+)">.*?</section>', text, re.S):
+            for m in re.finditer(r'<section class="?feat"? id="?f(\d+)"?>.*?</section>', text, re.S):
                 (out / f"{layer}-f{m.group(1)}.html").write_text(head + m.group(0) + "</body></html>\n")
         seconds = time.perf_counter() - t0
         n, apparent, disk = usage(out)
     return seconds, n, apparent, disk
+
+
+def _bytes(s: str) -> int:
+    return len(s.encode("utf-8"))
+
+
+def breakdown(folder: Path) -> dict[str, int]:
+    """Bytes of the pages by part: each section's head (title, description, statistics and
+    histogram) and each <h3> part (contexts, lineage, ...), the rest (page heads, scripts) as 'page'
+    (either markup: quoted attributes, as before this wave, or not)."""
+    parts: dict[str, int] = {}
+    for page in folder.glob("l*.html"):
+        text = page.read_text()
+        inside = 0
+        for m in re.finditer(r'<section class="?feat"? id="?f\d+"?>(.*?)</section>', text, re.S):
+            body = m.group(1)
+            inside += _bytes(m.group(0))
+            pieces = re.split(r"(?=<h3>)", body)
+            parts["head + statistics"] = parts.get("head + statistics", 0) + _bytes(pieces[0])
+            for piece in pieces[1:]:
+                name = piece[4:piece.index("</h3>")]
+                parts[name] = parts.get(name, 0) + _bytes(piece)
+        parts["page"] = parts.get("page", 0) + _bytes(text) - inside
+    return parts
 
 
 def main() -> None:
@@ -57,6 +82,7 @@ def main() -> None:
     ap.add_argument("--home", required=True, type=Path, help="a built warehouse (a copy: it is written to)")
     ap.add_argument("--release", required=True)
     ap.add_argument("--per-feature", action="store_true", help="also measure one file per feature")
+    ap.add_argument("--breakdown", action="store_true", help="also print the pages' bytes by part")
     a = ap.parse_args()
     saew = str(ROOT / ".venv" / "bin" / "saew")
     t0 = time.perf_counter()
@@ -77,6 +103,9 @@ def main() -> None:
     print(f"site: {apparent / 1e6:.1f} MB apparent, {disk / 1e6:.1f} MB on disk, "
           f"{apparent / max(n_features, 1):.0f} bytes per feature; search.js {os.path.getsize(folder / 'search.js') / 1e6:.1f} MB; "
           f"largest page {max(p.stat().st_size for p in folder.glob('l*.html')) / 1e6:.2f} MB")
+    if a.breakdown:
+        for name, n in sorted(breakdown(folder).items(), key=lambda kv: -kv[1]):
+            print(f"  {name:32s} {n / 1e6:8.1f} MB  {n / max(n_features, 1):6.0f} bytes per feature")
     if a.per_feature:
         s, n2, ap2, d2 = per_feature(folder)
         print(f"one file per feature instead: {n2} files written in {s:.1f} s (the sections only), "

@@ -15,33 +15,8 @@ import numpy as np
 import pytest
 
 from tests.factories import make_sae, put_sae, run_saew
-from tests.factories_report import NASTY, built_report_warehouse
-from saew.report.browse.assets import page_name
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """A copy of the report warehouse with its feature browser written (saew browse)."""
-    home = tmp_path_factory.mktemp("browse") / "home"
-    shutil.copytree(built_report_warehouse(), home, ignore=shutil.ignore_patterns(".write.lock"))
-    code, out, err = run_saew(home, "browse", "--release", "r")
-    assert code == 0, err
-    assert out.strip() == str(home / "reports" / "r" / "features" / "index.html")
-    assert "warning" not in err
-    return home
-
-
-def _features(home: Path) -> Path:
-    return home / "reports" / "r" / "features"
-
-
-def _section(home: Path, layer: int, feature: int) -> str:
-    page = (_features(home) / page_name(layer, feature)).read_text()
-    m = re.search(rf'<section class="feat" id="f{feature}">(.*?)</section>', page, re.S)
-    assert m, (layer, feature)
-    return m.group(1)
+from tests.factories_report import NASTY
+from tests.report.browse_site import CHROMIUM, chromium as _chromium, features as _features, section as _section
 
 
 def test_index_search_data_and_pages_exist(site: Path):
@@ -65,11 +40,11 @@ def test_feature_page_shows_description_contexts_and_statistics(site: Path):
     assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; \"quotes\"" in s        # escaped description
     assert "explainer: test" in s
     # contexts: the peak token shaded darkest, the nasty token escaped, quantile samples after the top ones
-    assert s.count('<div class="ctx">') == 4 and s.index("Top contexts") < s.index("Quantile samples")
-    assert '<i class="s9"> &lt;b&gt;sat&lt;/b&gt;</i>' in s and "<b>sat</b>" not in s
+    assert s.count("<div class=ctx>") == 4 and s.index("Top contexts") < s.index("Quantile samples")
+    assert "<i class=s9> &lt;b&gt;sat&lt;/b&gt;</i>" in s and "<b>sat</b>" not in s
     assert "<code> &lt;ok&gt;</code> 1" in s and "max act (neuronpedia)" in s           # logits, feature_stats
     assert "pass-through: yes (max pearson 0.97)" in s
-    assert "Correlated next-layer features" in s and "<td>0.97</td><td>0.9</td><td>0.9</td>" in s
+    assert "Correlated next-layer features" in s and "<td>0.97<td>0.9<td>0.9" in s
     assert "Co-activating (NPMI)" in s and "decoder: " in s and "text: " in s
     later = _section(site, 1, 5)                       # no examples, no feature_stats: said so, nothing broken
     assert "no activation examples" in later and "Logits" not in later and "appearing: no" in later
@@ -79,13 +54,13 @@ def test_lineage_links_resolve_to_existing_sections(site: Path):
     s = _section(site, 1, 0)
     assert "match/decoder/folded:" in s and "match/decoder/random" not in s      # the null is no lineage
     # backward to L0/0, forward to L2/0 and L3/0 (folded matches are the identity), with cosines
-    assert s.index('href="l0-0.html#f0"') < s.index("<b>this</b>") < s.index('href="l2-0.html#f0"')
-    assert "cos 0.99" in s and 'href="l3-0.html#f0"' in s
+    assert s.index("href=l0-0.html#f0>") < s.index("<b>this</b>") < s.index("href=l2-0.html#f0>")
+    assert "cos 0.99" in s and "href=l3-0.html#f0>" in s
     folder = _features(site)
     for page in folder.glob("l*.html"):
         text = page.read_text()
-        for name, feature in set(re.findall(r'href="(l\d+-\d+\.html)#f(\d+)"', text)):
-            assert f'id="f{feature}"' in (folder / name).read_text(), (page.name, name, feature)
+        for name, feature in set(re.findall(r"href=(l\d+-\d+\.html)#f(\d+)>", text)):
+            assert f"id=f{feature}>" in (folder / name).read_text(), (page.name, name, feature)
 
 
 def test_report_links_to_the_browser_and_keeps_it(site: Path, tmp_path: Path):
@@ -176,13 +151,6 @@ def test_search_script_reads_the_query_string_and_lists_matches(site: Path, tmp_
 
 
 # ---------------------------------------------------------------------------- a real browser
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's chromium); "
                                              "the feature browser's real-browser test needs it")
 def test_search_and_feature_page_in_headless_chromium(site: Path, tmp_path: Path):
@@ -201,6 +169,14 @@ def test_search_and_feature_page_in_headless_chromium(site: Path, tmp_path: Path
     r = _chromium(tmp_path, "--dump-dom", (folder / "l2-0.html").as_uri() + "#f3")
     assert "layer 2 feature 3: tokens about topic 3" in r.stdout and "Top contexts" in r.stdout
     assert "&lt;b&gt;sat&lt;/b&gt;" in r.stdout
+    # its activation histogram (the SVG of rpt_feature_histogram's bins) and, written by the page's
+    # script from search.js, the descriptions of the features its lineage links (not in the file itself)
+    s3 = r.stdout[r.stdout.index('id="f3"'):]
+    s3 = s3[:s3.index("</section>")]
+    assert re.search(r'<div class="hist"><svg viewBox="0 0 20 24" preserveAspectRatio="none"><path d="M0 24[^"]*V24z"></path>', s3), s3[:3000]
+    assert "histogram: 20 bins from 0 to" in s3
+    neighbour = "layer 1 feature 3: tokens about topic 3"          # L1/3, one folded step back
+    assert neighbour in s3 and neighbour not in (folder / "l2-0.html").read_text()
     shot = tmp_path / "shot.png"
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", (folder / "l0-0.html").as_uri())
     assert shot.is_file()
@@ -208,3 +184,5 @@ def test_search_and_feature_page_in_headless_chromium(site: Path, tmp_path: Path
 
     img = np.asarray(imread(shot))[..., :3]
     assert img.std() > 0.05 and (img < 0.9).any(axis=2).mean() > 0.02         # not blank
+    steel = np.abs(img - np.array([0x46, 0x82, 0xb4]) / 255).max(axis=2) < 0.03   # the histogram's bars are drawn
+    assert steel.sum() > 50, steel.sum()

@@ -1,6 +1,7 @@
-"""The browser's static assets: the style sheet, the search page's script (plain ES5, no
-modules and no fetch(): file:// pages cannot fetch local files, so the search data is a
-``search.js`` file that sets a global) and the page layout (which file holds which feature)."""
+"""The browser's static assets: the style sheet, the search page's script and the feature
+pages' script (plain ES5, no modules and no fetch(): file:// pages cannot fetch local files, so
+the search data is a ``search.js`` file that sets a global, loaded by the index and every
+page) and the page layout (which file holds which feature)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 1.5em a
 h1 { margin-bottom: 0.2em; } h2 { margin: 0 0 0.3em; font-size: 1.2em; }
 h3 { font-size: 0.95em; margin: 0.8em 0 0.2em; color: #444; }
 .feat { border-top: 2px solid #ddd; padding: 0.8em 0 1em; }
-.desc { font-size: 1.05em; margin: 0.2em 0; } .meta, .none { color: #777; font-size: 0.85em; }
+.desc { font-size: 1.05em; margin: 0.2em 0; } .m, .none { color: #777; font-size: 0.85em; }
 .flag { display: inline-block; font-size: 0.75em; padding: 0 0.4em; border-radius: 3px; background: #eee; margin-left: 0.4em; }
 .flag.on { background: #ffe2b8; } .dead { background: #f5c6c6; }
 table { border-collapse: collapse; font-size: 0.85em; } td, th { border: 1px solid #ddd; padding: 0.1em 0.4em; text-align: left; }
@@ -33,6 +34,10 @@ th { background: #f5f5f5; } td.n { text-align: right; font-variant-numeric: tabu
 ul { margin: 0.2em 0; padding-left: 1.3em; } li { font-size: 0.88em; }
 nav a { margin-right: 0.8em; } #results li { margin: 0.15em 0; }
 input#q { font-size: 1.1em; width: 100%; max-width: 40em; padding: 0.3em; }
+.st { display: flex; flex-wrap: wrap; align-items: flex-end; gap: 0.4em 1.5em; }
+.hist svg { display: block; width: 220px; height: 48px; border-bottom: 1px solid #999; }
+.hist path { fill: #4682b4; } .hist .m { font-size: 0.75em; }
+.lk .m { margin-left: 0.3em; }
 """
 
 SEARCH_JS = r"""
@@ -76,6 +81,31 @@ SEARCH_JS = r"""
   if (m) { try { input.value = decodeURIComponent(m[1].replace(/\+/g, ' ')); } catch (e) { input.value = m[1]; } }
   input.addEventListener('input', run);
   run();
+})();
+"""
+
+
+# The feature pages' script: the description of every linked feature of the lineage, co-activation
+# and flow lists (``.lk``, links labelled L<layer>/<feature>), cut to SHORT characters, from
+# search.js (loaded just before it) instead of repeated in every page that links the feature.
+PAGE_JS = r"""
+(function () {
+  var data = window.SAEW, SHORT = 70;
+  if (!data) { return; }
+  var desc = {};
+  for (var i = 0; i < data.features.length; i++) {
+    var f = data.features[i];
+    if (f[2]) { desc['L' + f[0] + '/' + f[1]] = f[2]; }
+  }
+  var links = document.querySelectorAll('.lk a');
+  for (var j = 0; j < links.length; j++) {
+    var d = desc[links[j].textContent];
+    if (!d) { continue; }
+    var span = document.createElement('span');
+    span.className = 'm';
+    span.textContent = d.length > SHORT ? d.slice(0, SHORT - 1) + '\u2026' : d;
+    links[j].parentNode.insertBefore(span, links[j].nextSibling);
+  }
 })();
 """
 

@@ -3,7 +3,8 @@
 Output: ``<home>/reports/<release>/features/`` holding ``index.html`` (a search box over the
 descriptions and feature ids; the script runs from file://, its data is ``search.js``, which
 sets a global), ``style.css`` and one page per block of PER_PAGE features of a layer
-(``l<layer>-<block>.html``, one ``<section id="f<feature>">`` per feature). Every number comes
+(``l<layer>-<block>.html``, one ``<section id=f<feature>>`` per feature; each page also loads
+search.js, for the linked features' descriptions). Every number comes
 from the ``rpt_feature_*`` models (models/report/); Python renders. The folder is built under
 a temporary name beside it and swapped in as a whole; ``saew report`` links to it and keeps it
 when it rebuilds the report folder.
@@ -71,7 +72,8 @@ def build(ctx, release: str) -> Site:
                 blocks: dict[str, list[str]] = {}
                 for p in feats:
                     d = {m: rows.get(p["feature"], []) for m, rows in data.details.items()}
-                    blocks.setdefault(page_name(layer, p["feature"]), []).append(feature_html(layer, p, d))
+                    blocks.setdefault(page_name(layer, p["feature"]), []).append(
+                        feature_html(layer, p, d, data.histograms.get(p["feature"])))
                 last = feats[-1]["feature"] // PER_PAGE + 1 if feats else 0
                 for name, sections in blocks.items():
                     block = int(name.rsplit("-", 1)[1].split(".")[0])
