@@ -330,6 +330,7 @@ CASES: list[Case] = [
     ("sae-bad-release-name", lambda t, h: ["ingest", "sae", _saelens(t, "a"), "--release", "../x"], "release names must match"),
     ("sae-unknown-format", lambda t, h: ["ingest", "sae", _saelens(t, "a"), *R, "--format", "onnx"], "invalid choice: 'onnx'"),
     ("home-is-a-file", lambda t, h: _home_file(t), "is a file, not a directory"),
+    ("home-under-a-file", lambda t, h: [*_home_file(t)[:-1], t / "a-file" / "home"], "which is a file, not a directory"),
     # ---- ingest descriptions
     ("jsonl-gz-one-line-bomb", lambda t, h: _gz_line_bomb(t), "line longer than 67108864 bytes"),
     ("json-gz-bomb", lambda t, h: _json_gz_bomb(t), "is larger than 67108864 bytes"),
@@ -440,6 +441,7 @@ CASES: list[Case] = [
      "is inside the home"),
     ("query-allow-write-copy-target-expression", lambda t, h: _q("COPY (SELECT 1) TO getvariable('p')", "--allow-write"),
      "Parser Error"),
+    ("export-out-into-lake", lambda t, h: ["export", "--out", h / "lake" / "marts"], "inside the warehouse's own files"),
     ("query-parquet-out-into-lake", lambda t, h: _q("SELECT 1 AS a", "--format", "parquet", "--out", str(h / "lake" / "saes" / "x.parquet")),
      "inside the home"),
     ("query-syntax-error", lambda t, h: _q("SELEC 1"), "query: Parser Error"),

@@ -95,8 +95,9 @@ def run_query(args, ctx) -> str | None:
     readonly.check(sql, allow_write=getattr(args, "allow_write", False), home=home)
     if args.format == "parquet" and not args.out:
         raise BadInput("--format parquet needs --out FILE")
-    if args.out and readonly.inside(args.out, home):
-        raise BadInput(f"--out {args.out}: inside the home {home}; saew query never writes the warehouse's files")
+    if args.out and readonly.owned(args.out, home):
+        raise BadInput(f"--out {args.out}: inside the home's own files ({home}: lake/, saes/, reports/, "
+                       f"saew.duckdb, dot-folders); saew query never writes them")
     for attempt in range(RETRIES + 1):
         try:
             out, _ = _once(ctx, sql, args.format, args.max_rows)
@@ -129,6 +130,9 @@ def run_export(args, ctx) -> str:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: exists and is not a directory")
+    if readonly.owned(out, ctx.lake.home):
+        raise BadInput(f"--out {out}: inside the warehouse's own files under {ctx.lake.home} (lake/, saes/, "
+                       f"reports/, saew.duckdb, dot-folders); choose another folder")
     con = catalog.connect(ctx.lake, read_only=True)
     try:
         if args.all:

@@ -9,8 +9,9 @@ Statements are classified by DuckDB's own parser (``duckdb.extract_statements`` 
   everything else -- COPY, ATTACH, DETACH, INSTALL, LOAD, EXPORT/IMPORT DATABASE, CREATE,
   INSERT, UPDATE, DELETE, DROP, ALTER, CALL, other SETs and PRAGMAs, ... -- is refused;
 * ``--allow-write``: every statement runs (the catalog itself stays open read-only), but no
-  statement may name a path inside the home (its lake/, saew.duckdb, journal, staging, SAE
-  and report folders): a COPY's or EXPORT's target, an ATTACH'd file, a SET of a directory;
+  statement may name a path among the home's own files (``OWN``: lake/, saes/, reports/,
+  saew.duckdb*, and the dot-folders of staging, journal and versions): a COPY's or EXPORT's
+  target, an ATTACH'd file, a SET of a directory; the same rule guards ``--out``;
   a COPY ... TO or EXPORT DATABASE target must be a quoted path, so it can be checked.
 """
 from __future__ import annotations
@@ -134,9 +135,9 @@ def check_home_untouched(st, home: Path) -> None:
         raise BadInput(f"query: with --allow-write the target of EXPORT DATABASE must be a quoted "
                        f"path (so it can be checked against the home {home})")
     for c in candidates:
-        if inside(_unquote(c), home):
-            raise BadInput(f"query: {_unquote(c)} is inside the home {home}; --allow-write never "
-                           f"writes the warehouse's own files")
+        if owned(_unquote(c), home):
+            raise BadInput(f"query: {_unquote(c)} is inside the home's own files ({home}: lake/, saes/, "
+                           f"reports/, saew.duckdb, dot-folders); --allow-write never writes them")
 
 
 def check(sql: str, *, allow_write: bool, home: Path) -> list:
@@ -153,3 +154,18 @@ def check(sql: str, *, allow_write: bool, home: Path) -> list:
         else:
             check_readonly(st)
     return statements
+
+
+OWN = ("lake", "saes", "reports", "saew.duckdb")
+
+
+def owned(path: str | Path, home: Path) -> bool:
+    """Whether ``path`` is the home or lies in one of the home's own entries (``OWN``, a
+    ``saew.duckdb*`` file, or a dot-folder such as the staging and version folders)."""
+    if not inside(str(path), home):
+        return False
+    p = Path(os.path.expanduser(str(path))).resolve()
+    if p == home:
+        return True
+    first = p.relative_to(home).parts[0]
+    return first in OWN or first.startswith(".") or first.startswith("saew.duckdb")

@@ -106,3 +106,16 @@ def test_a_lake_that_stays_torn_is_not_blamed_on_the_sql(saew, one, home, monkey
     finally:
         part.write_bytes(good)
     assert code == 3 and err.count("\n") == 1 and "kept changing" in err, err
+
+
+def test_output_into_a_closed_pipe_is_quiet(one, home):
+    """``saew query ... | head -1``: no BrokenPipeError traceback, the reader gets its line."""
+    import subprocess
+    import sys
+
+    cmd = (f"{sys.executable} -m saew query 'SELECT * FROM range(200000)' --format csv --max-rows 200000 "
+           f"--home {home} | head -1")
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True, timeout=300)
+    assert r.stdout == "range\n"
+    assert r.stderr == "", r.stderr
+    assert r.returncode == 0
