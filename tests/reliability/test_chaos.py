@@ -21,3 +21,13 @@ def test_readers_during_writes_never_see_a_torn_unit_nor_fail(tmp_path):
     for kind in ("lake", "catalog"):
         assert out[kind]["reads"] > 0, out[kind]
         assert out[kind]["torn"] == 0 and out[kind]["failed"] == 0, out[kind]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path):
+    import pytest
+
+    out = harness.full_disk(tmp_path)
+    if "skipped" in out:
+        pytest.skip(out["skipped"])
+    assert out["exit"] == 2 and out["stderr_lines"] == 1 and "no space left" in out["message"], out
+    assert out["lake_unchanged"] and out["nothing_left"] and out["next_run_ok"], out

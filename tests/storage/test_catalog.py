@@ -100,3 +100,42 @@ def test_reingest_drops_what_the_old_sae_derived_and_identical_weights_change_no
     assert code == 0 and "dropped" not in out, err
     after = {k: v for k, v in lake.manifest().files.items() if not k.startswith("runs/")}
     assert after == {k: v for k, v in before.items() if not k.startswith("runs/")}
+
+
+def test_build_works_on_a_copy_swapped_in_only_when_it_passes(home):
+    """``saew build``'s catalog: readers keep the old marts during the build, a failed build
+    changes nothing, a passing one replaces the catalog with views and marts."""
+    import duckdb
+    import pytest
+
+    lake = Lake(home)
+    put_sae(lake, "r", 0, make_sae(8, 16))
+
+    def marts() -> list:
+        con = catalog.connect(lake)
+        try:
+            return [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                              "WHERE table_name LIKE 'fct_%' ORDER BY 1").fetchall()]
+        finally:
+            con.close()
+
+    with catalog.building(lake) as path:
+        con = duckdb.connect(str(path))
+        con.execute("CREATE TABLE fct_a AS SELECT count(*) n FROM saes")
+        con.close()
+        assert marts() == []                       # a reader during the build: the old catalog
+    assert marts() == ["fct_a"]
+    with pytest.raises(RuntimeError):
+        with catalog.building(lake) as path:
+            con = duckdb.connect(str(path))
+            con.execute("DROP TABLE fct_a")
+            con.close()
+            raise RuntimeError("dbt failed")
+    assert marts() == ["fct_a"]
+    put_sae(lake, "r", 1, make_sae(8, 16, seed=1))   # later commits keep the marts
+    con = catalog.connect(lake)
+    try:
+        assert con.execute("SELECT count(*) FROM saes").fetchall()[0][0] == 2
+        assert con.execute("SELECT n FROM fct_a").fetchall()[0][0] == 1
+    finally:
+        con.close()
