@@ -154,6 +154,13 @@ def write_small_warehouse(lake) -> SmallWarehouse:
             "n_src": c[:, 2].astype(np.int64), "n_dst": c[:, 3].astype(np.int64),
             "n_both": c[:, 4].astype(np.int64), "pearson": c[:, 5].astype(np.float64)},
             release=w.release, src_layer=0)
+        # feature flow (saew flow): rank-1 predecessors of two layer-1 features, resid and mlp_out
+        lake.write("flow_links", {
+            "dst_feature": np.array([0, 0, 1, 1], np.int32),
+            "src_release": [w.release, f"{w.release}.mlp_out"] * 2,
+            "src_layer": np.array([0, 1, 0, 1], np.int32), "src_feature": np.array([0, 2, 1, 0], np.int32),
+            "module": ["resid", "mlp_out"] * 2, "rank": np.ones(4, np.int32),
+            "cosine": np.array([0.9, 0.2, 0.1, 0.7])}, release=w.release, dst_layer=1)
         for layer, descs in w.descriptions.items():
             feats = sorted(descs)
             lake.write("descriptions", {

@@ -20,6 +20,11 @@ DEFAULT_TOKENS = {"smollm2": 32768, "minilm": 20000}
 DEMO_TRAIN = {"smollm2": ["--batch-size", "512"]}
 NULL_DRAWS = 10             # random matchings per space: the null band is their mean +- 2 sd
 STABILITY_SEEDS = 1         # extra cluster runs per layer behind stability_ari (each one costs a whole clustering)
+# `saew demo --flow`: module SAEs (resid_post, mlp_out, attn_out in one model pass), `saew flow`, and
+# `saew verify` where that command exists, on these layers unless --layers is given (three SAEs
+# per layer: all 30 SmolLM2 layers do not fit the 25-minute budget on 2 cores)
+FLOW_HOOKS = "resid_post,mlp_out,attn_out"
+FLOW_LAYERS = {"smollm2": "0-14", "minilm": "all"}
 # options a step may not take yet (added by other work): dropped with a note rather than failing
 OPTIONAL = {"--stability"}
 # the findings the summary shows: (cluster space, link) -- each space's clusters through its match
@@ -34,17 +39,29 @@ def add_arguments(p) -> None:
                    help="tokens of the builtin corpus to train on and harvest (default 32768 for smollm2, 20000 for minilm)")
     p.add_argument("--release", default=None, help="release name (default demo-<model>)")
     p.add_argument("--corpus", default="builtin", help="builtin (the Python standard library) or a local file")
-    p.add_argument("--layers", default="all", help="layers to train SAEs on: A-B, L or all (default all)")
+    p.add_argument("--layers", default=None,
+                   help="layers to train SAEs on: A-B, L or all (default all; with --flow "
+                        + ", ".join(f"{v} for {k}" for k, v in FLOW_LAYERS.items()) + ")")
+    p.add_argument("--flow", action="store_true",
+                   help="also train MLP-out and attention-out SAEs in the same model pass (releases "
+                        "R.mlp_out, R.attn_out), run saew flow (each feature's origin) and, where "
+                        "the command exists, saew verify (causal checks of the links); on "
+                        + ", ".join(f"layers {v} of {k}" for k, v in FLOW_LAYERS.items())
+                        + " unless --layers says otherwise")
     p.add_argument("--d-sae", type=int, default=None, help="SAE width (default: the trainer's)")
     p.add_argument("--arch", default="topk", choices=["topk", "relu", "jumprelu"], help="SAE architecture")
 
 
 def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
     r = ["--release", release]
-    train = ["train", *r, "--model", args.model, "--corpus", args.corpus, "--layers", args.layers,
+    flow = getattr(args, "flow", False)
+    layers = args.layers or (FLOW_LAYERS.get(args.model, "all") if flow else "all")
+    train = ["train", *r, "--model", args.model, "--corpus", args.corpus, "--layers", layers,
              "--arch", args.arch, "--tokens", str(tokens), "--harvest", *DEMO_TRAIN.get(args.model, [])]
     if args.d_sae:
         train += ["--d-sae", str(args.d_sae)]
+    if flow:
+        train += ["--hooks", FLOW_HOOKS]
     null, stab = ["--draws", str(NULL_DRAWS)], ["--stability", str(STABILITY_SEEDS)]
     return [
         ("train SAEs and harvest their activations (one model pass)", train),
@@ -62,10 +79,21 @@ def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
         ("correlate", ["correlate", *r]),
         ("communities", ["communities", *r]),
         ("evaluate", ["evaluate", *r]),
+        *(flow_steps(r) if flow else []),
         ("dbt build", ["build", "--quiet"]),
         ("report", ["report", *r]),
         ("feature browser", ["browse", *r]),
     ]
+
+
+def flow_steps(r: list[str]) -> list[tuple[str, list[str]]]:
+    """``--flow``'s steps after evaluate: saew flow, then saew verify if the command table has it."""
+    from saew.cli.commands import STEPS
+
+    steps = [("feature flow (origins by decoder cosine)", ["flow", *r])]
+    if any(c.words == ("verify",) for c in STEPS):
+        steps.append(("verify (causal checks of links)", ["verify", *r]))
+    return steps
 
 
 def run(args, ctx) -> str:
@@ -123,6 +151,7 @@ def summary(ctx, release: str, seconds: float, skipped: list[str]) -> str:
         except Exception as e:  # no catalog views
             lines.append(f"  (no SAE table: {str(e).splitlines()[0]})")
         lines += findings(con, release)
+        lines += origin_lines(con, release)
     finally:
         con.close()
     if skipped:
@@ -243,3 +272,38 @@ def verdict_sentence(space: str, link: str, rows: list[dict]) -> str:
         rest = [f"{where[k]} at {counts[k]}" for k in others if counts[k]]
     return (f"{space} clusters: {label} {head} ({', '.join(rest)}): most layer pairs show nothing "
             f"beyond a random matching.")
+
+def origin_lines(con, release: str) -> list[str]:
+    """Where the features of each residual layer come from (``fct_origin_by_layer``: the share
+    of each origin of ``dim_flow_origins``); nothing when the release has no flow links."""
+    try:
+        rows = con.execute(
+            "SELECT layer, origin, share FROM fct_origin_by_layer JOIN dim_flow_origins USING (origin) "
+            "WHERE release = ? ORDER BY layer, tie_order", [release]).fetchall()
+        mean_best = con.execute("SELECT avg(best_cosine) FROM fct_feature_origin WHERE release = ?",
+                                [release]).fetchone()[0]
+    except Exception:  # noqa: BLE001 - marts not built, or built before the flow marts existed
+        return []
+    if not rows:
+        return []
+    origins = list(dict.fromkeys(o for _, o, _ in rows))
+    share: dict[int, dict[str, float]] = {}
+    for layer, origin, s in rows:
+        share.setdefault(int(layer), {})[origin] = float(s)
+    out = [f"  feature origins, share per layer (fct_origin_by_layer; mean best decoder cosine "
+           f"{mean_best:.3f}):", f"    {'layer':>5}  " + "  ".join(f"{o:>7}" for o in origins)]
+    out += [f"    {layer:>5}  " + "  ".join(f"{v.get(o, 0.0):7.3f}" for o in origins)
+            for layer, v in sorted(share.items())]
+    return out
+
+
+def _where(args) -> list[str]:
+    """The demo's ``--executor``, ``--ray-address``, ``--workers`` and ``--device``, for every
+    step (``_parse`` drops them from the steps without units); nothing when all are defaults."""
+    out = [] if getattr(args, "executor", "local") == "local" else ["--executor", args.executor]
+    for opt, v in (("--ray-address", getattr(args, "ray_address", None)),
+                   ("--workers", getattr(args, "workers", None)),
+                   ("--device", None if getattr(args, "device", "auto") == "auto" else args.device)):
+        if v is not None:
+            out += [opt, str(v)]
+    return out

@@ -32,3 +32,22 @@ def null_draw_index(method: str) -> int | None:
 def link_name(kind: str, space: str, method: str) -> str:
     """``match/<space>/<method>`` or ``transport/<space>/<solver>`` (contract section 5)."""
     return f"{kind}/{space}/{method}"
+
+# module SAEs (issue 19, contract section 6): the hook points ``saew train --hooks`` trains
+# (TransformerLens names ``blocks.L.hook_<point>``); the SAEs of a module point are stored as the
+# sibling release ``<R>.<point>``, R keeps the residual ones.  ``flow_links.module`` names the
+# three sources of a residual feature's predecessors; ``fct_feature_origin`` shortens them.
+RESID_POINT = "resid_post"
+MODULE_POINTS = ("mlp_out", "attn_out")
+TRAIN_POINTS = (RESID_POINT, *MODULE_POINTS)
+FLOW_MODULES = ("resid", *MODULE_POINTS)          # flow_links.module (resid = layer l's residual SAE)
+
+
+def module_release(release: str, point: str) -> str:
+    """The release holding the SAEs of hook point ``point`` trained with release ``release``:
+    ``release`` itself for the residual stream, ``<release>.<point>`` for a module output."""
+    if point == RESID_POINT:
+        return release
+    if point not in MODULE_POINTS:
+        raise ValueError(f"hook point {point!r}: expected one of {', '.join(TRAIN_POINTS)}")
+    return f"{release}.{point}"

@@ -168,6 +168,14 @@ _SPECS = [
         ("release", "layer"), ("release", "layer", "feature"),
         "Per-feature statistics from elsewhere (Neuronpedia's features export): max activation, "
         "firing frequency, top positive/negative logits, nearest decoder neighbours."),
+    TableSpec("flow_links", _s(
+        ("release", S), ("dst_layer", I), ("dst_feature", I), ("src_release", S), ("src_layer", I),
+        ("src_feature", I), ("module", S), ("rank", I), ("cosine", D)),
+        ("release", "dst_layer"), ("release", "dst_layer", "dst_feature", "module", "rank"),
+        "Feature flow (saew flow): for each feature of residual layer dst_layer, its top "
+        "predecessors by decoder cosine per module (resid: the residual SAE of the layer before; "
+        "mlp_out / attn_out: that block's module SAEs, releases R.mlp_out / R.attn_out); rank 1 = "
+        "the largest cosine."),
 ]
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}

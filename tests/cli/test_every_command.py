@@ -56,7 +56,8 @@ def _pipeline(tmp_path) -> list[list[str]]:
     second_sae = ["ingest", "sae", str(tmp_path / "sae1"), "--release", X]
     return [
         ["train", *r, "--model", "minilm", "--layers", "0-1", "--tokens", str(TOKENS), "--d-sae", "64",
-         "--k", "8", "--steps", "6", "--batch-size", "128", "--workers", "1", "--harvest"],
+         "--k", "8", "--steps", "6", "--batch-size", "128", "--workers", "1", "--harvest",
+         "--hooks", "resid_post,mlp_out,attn_out"],
         ["harvest", *r, "--model", "minilm", "--corpus", "builtin", "--tokens", str(TOKENS)],
         ["describe", *r],
         ["embed", *r],
@@ -67,6 +68,7 @@ def _pipeline(tmp_path) -> list[list[str]]:
         ["correlate", *r],
         ["communities", *r],
         ["evaluate", *r],
+        ["flow", *r],
         x[("ingest", "sae")], second_sae,
         *[x[w] for w in x if w != ("ingest", "sae")],
         ["build", "--quiet"],

@@ -5,6 +5,11 @@ TransformerLens convention ``blocks.{L}.hook_resid_post`` (the output of block L
 ``blocks.{L}.hook_resid_pre`` (its input), captured with forward hooks, without gradients,
 stopping the forward pass after the last block it needs. Special tokens ([CLS]/[SEP]/BOS)
 and padding are fed to the model but never returned.  ``residuals`` stacks them per layer.
+With ``modules`` (``mlp_out``, ``attn_out``) the same pass also captures each block's module
+outputs, TransformerLens ``blocks.{L}.hook_mlp_out`` / ``hook_attn_out``: what the MLP and the
+attention write into the residual stream (for a pre-LN block, resid_post = resid_pre +
+attn_out + mlp_out); for Hugging Face models, forward hooks on the block's attention and MLP
+submodules (``module_paths``).  ``hook_outputs`` stacks them per (point, layer).
 Models are loaded by ``compute.lm.load``.
 """
 from __future__ import annotations
@@ -16,8 +21,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from saew.errors import BadInput
+from saew.storage.names import MODULE_POINTS, RESID_POINT
 
 HOOK_RE = re.compile(r"blocks\.(\d+)\.hook_(resid_post|resid_pre)")
+# a block's submodule whose output is the module's write into the residual stream, first match
+# wins: LLaMA / Mistral / Qwen / GPT-2 / NeoX names, then BERT's (post-LN: the dense projection
+# before its residual add and LayerNorm)
+MODULE_PATHS = {
+    "attn_out": ("self_attn", "attn", "attention.output.dense", "attention", "self_attention"),
+    "mlp_out": ("mlp", "output.dense", "feed_forward", "ffn"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +48,15 @@ class Batch:
     pos: np.ndarray                  # int32, position of the token within its document
     tokens: list[str]                # the token's text (with its leading whitespace)
     resid: dict[int, Any] = field(default_factory=dict)  # layer -> torch.Tensor [n, d_model] float32
+    modules: dict[tuple[str, int], Any] = field(default_factory=dict)  # (mlp_out|attn_out, layer) -> [n, d_model]
 
     def __len__(self) -> int:
         return len(self.token_ids)
+
+
+def point_hook(layer: int, point: str = RESID_POINT) -> str:
+    """TransformerLens name of a hook point: ``blocks.{L}.hook_{point}``."""
+    return f"blocks.{int(layer)}.hook_{point}"
 
 
 def parse_hook(hook: str | None, layer: int) -> tuple[int, str]:
@@ -71,8 +90,8 @@ class LoadedModel:
         self.pad_id = int(pad) if pad is not None else 0
         self._blocks = _block_list(module, spec.n_layers) if kind == "hf" else None
 
-    def hook_name(self, layer: int) -> str:
-        return f"blocks.{int(layer)}.hook_resid_post"
+    def hook_name(self, layer: int, point: str = RESID_POINT) -> str:
+        return point_hook(layer, point)
 
     # ------------------------------------------------------------------ tokens
     def sequences(self, docs: list[str], n_tokens: int, seq_len: int
@@ -111,12 +130,14 @@ class LoadedModel:
 
     # ------------------------------------------------------------------ forward
     def iter_batches(self, docs: list[str], n_tokens: int, layers: list[int], batch_size: int = 8,
-                     seq_len: int = 128, points: dict[int, str] | None = None) -> Iterator[Batch]:
+                     seq_len: int = 128, points: dict[int, str] | None = None,
+                     modules: tuple[str, ...] = ()) -> Iterator[Batch]:
         """Run the model over the first ``n_tokens`` tokens of ``docs`` (fewer if the corpus is
         shorter), ``batch_size`` sequences of at most ``seq_len`` tokens at a time.
 
-        ``resid[L]`` is ``blocks.{L}.hook_resid_post`` unless ``points[L] == 'resid_pre'``.
-        Memory holds one batch at a time.
+        ``resid[L]`` is ``blocks.{L}.hook_resid_post`` unless ``points[L] == 'resid_pre'``;
+        ``modules[(m, L)]`` is ``blocks.{L}.hook_{m}`` for every m of ``modules`` and L of
+        ``layers``. Memory holds one batch at a time.
         """
         import torch
 
@@ -130,19 +151,25 @@ class LoadedModel:
                 raise BadInput(f"layer {L}: model {self.spec.name!r} has layers 0..{self.spec.n_layers - 1}")
             if kind not in ("resid_post", "resid_pre"):
                 raise BadInput(f"layer {L}: unsupported hook point {kind!r}")
+        modules = tuple(dict.fromkeys(modules))
+        for m in modules:
+            if m not in MODULE_POINTS:
+                raise BadInput(f"hook point {m!r}: module outputs are {', '.join(MODULE_POINTS)}")
+        wanted = [(m, L) for m in modules for L in points]
         next_id = 0
         pending: list[tuple[int, int, list[int], list[str]]] = []
 
         def flush(chunk) -> Batch:
             nonlocal next_id
-            resid = self._forward([c[2] for c in chunk], points)
+            raw = self._forward([c[2] for c in chunk], points, wanted)
             lens = [len(c[2]) for c in chunk]
             n = sum(lens)
             out = Batch(
                 token_ids=np.arange(next_id, next_id + n, dtype=np.int64),
                 doc=np.repeat(np.asarray([c[0] for c in chunk], np.int32), lens),
                 pos=np.concatenate([np.arange(c[1], c[1] + len(c[2]), dtype=np.int32) for c in chunk]),
-                tokens=[t for c in chunk for t in c[3]], resid=resid)
+                tokens=[t for c in chunk for t in c[3]], resid={L: raw[L] for L in points},
+                modules={k: raw[k] for k in wanted})
             next_id += n
             return out
 
@@ -155,9 +182,11 @@ class LoadedModel:
             if pending:
                 yield flush(pending)
 
-    def _forward(self, seqs: list[list[int]], points: dict[int, str]) -> dict[int, Any]:
-        """Residuals at the requested points of the real (non-special, non-pad) tokens, in
-        sequence order, as float32 tensors [n, d_model]."""
+    def _forward(self, seqs: list[list[int]], points: dict[int, str],
+                 wanted: list[tuple[str, int]] | None = None) -> dict[Any, Any]:
+        """Residuals at the requested points (key: layer) and the module outputs of ``wanted``
+        (key: (point, layer)) of the real (non-special, non-pad) tokens, in sequence order, as
+        float32 tensors [n, d_model]."""
         import torch
 
         width = max(len(s) for s in seqs) + len(self.prefix) + len(self.suffix)
@@ -170,11 +199,15 @@ class LoadedModel:
             ids[r, :len(full)] = torch.tensor(full, dtype=torch.long)
             mask[r, :len(full)] = 1
             keep[r, p:p + len(s)] = True
-        raw = self._run_tl(ids, mask, points) if self.kind == "tl" else self._run_hf(ids, mask, points)
-        return {L: raw[L][keep].to(torch.float32).contiguous() for L in points}
+        wanted = list(wanted or [])
+        run = self._run_tl if self.kind == "tl" else self._run_hf
+        raw = run(ids, mask, points, wanted)
+        return {k: raw[k][keep].to(torch.float32).contiguous() for k in [*points, *wanted]}
 
-    def _run_hf(self, ids, mask, points: dict[int, str]) -> dict[int, Any]:
-        captured: dict[int, Any] = {}
+    def _run_hf(self, ids, mask, points: dict[int, str],
+                wanted: list[tuple[str, int]] | None = None) -> dict[Any, Any]:
+        captured: dict[Any, Any] = {}
+        wanted = list(wanted or [])
         last = max(L for L in points)
         handles = []
 
@@ -189,11 +222,20 @@ class LoadedModel:
             def hook(_mod, args, kwargs):
                 x = args[0] if args else kwargs.get("hidden_states")
                 captured[L] = x
-                if L == last and all(k == "resid_pre" or M < L for M, k in points.items()):
+                if L == last and all(k == "resid_pre" or M < L for M, k in points.items()) \
+                        and all(M < L for _, M in wanted):
                     raise _Stop
             return hook
 
+        def module_out(key):
+            def hook(_mod, _inp, out):
+                captured[key] = out[0] if isinstance(out, (tuple, list)) else out
+            return hook
+
         try:
+            for key in wanted:   # registered first: a block's submodules finish before the block
+                sub = module_of(self._blocks[key[1]], key[0])
+                handles.append(sub.register_forward_hook(module_out(key)))
             for L, kind in points.items():
                 blk = self._blocks[L]
                 if kind == "resid_post":
@@ -209,9 +251,11 @@ class LoadedModel:
                 h.remove()
         return captured
 
-    def _run_tl(self, ids, mask, points: dict[int, str]) -> dict[int, Any]:
-        names = {f"blocks.{L}.hook_{k}": L for L, k in points.items()}
-        captured: dict[int, Any] = {}
+    def _run_tl(self, ids, mask, points: dict[int, str],
+                wanted: list[tuple[str, int]] | None = None) -> dict[Any, Any]:
+        names: dict[str, Any] = {f"blocks.{L}.hook_{k}": L for L, k in points.items()}
+        names.update({f"blocks.{L}.hook_{m}": (m, L) for m, L in wanted or []})
+        captured: dict[Any, Any] = {}
 
         def hook(act, hook):
             captured[names[hook.name]] = act.detach()
@@ -246,6 +290,21 @@ def _block_list(module, n_layers: int):
     return found[0]
 
 
+def module_of(block, point: str):
+    """The submodule of one Hugging Face block whose output is ``point`` (``mlp_out`` or
+    ``attn_out``): the first of ``MODULE_PATHS[point]`` the block has; BadInput if none."""
+    for path in MODULE_PATHS[point]:
+        obj = block
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None and callable(obj):
+            return obj
+    raise BadInput(f"hook point {point!r}: block {type(block).__name__} has none of the submodules "
+                   f"{', '.join(MODULE_PATHS[point])}")
+
+
 def residuals(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[int],
               batch_size: int = 8, seq_len: int = 128, tokens: list | None = None) -> dict[int, Any]:
     """All ``blocks.{L}.hook_resid_post`` residuals of the first ``n_tokens`` tokens, stacked
@@ -253,14 +312,29 @@ def residuals(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[i
 
     With a list ``tokens``, every batch's token metadata is appended to it (as ``Batch`` objects
     without residuals), so the same pass can also be recorded as a harvest."""
+    out = hook_outputs(model, docs, n_tokens, layers, (RESID_POINT,), batch_size, seq_len, tokens)
+    return {L: out[(RESID_POINT, L)] for L in layers}
+
+
+def hook_outputs(model: LoadedModel, docs: list[str], n_tokens: int, layers: list[int],
+                 points: tuple[str, ...] = (RESID_POINT,), batch_size: int = 8, seq_len: int = 128,
+                 tokens: list | None = None) -> dict[tuple[str, int], Any]:
+    """``blocks.{L}.hook_{point}`` for every point of ``points`` (``resid_post``, ``mlp_out``,
+    ``attn_out``) and layer of ``layers``, from ONE pass over the first ``n_tokens`` tokens,
+    stacked: ``{(point, L): torch.Tensor [n, d_model] float32}`` (n < n_tokens if the corpus is
+    short). ``tokens`` as in ``residuals``."""
     import torch
 
-    out = {int(L): torch.empty((n_tokens, model.spec.d_model), dtype=torch.float32) for L in layers}
+    layers = [int(L) for L in layers]
+    mods = tuple(p for p in dict.fromkeys(points) if p != RESID_POINT)
+    keys = [(p, L) for p in dict.fromkeys(points) for L in layers]
+    out = {k: torch.empty((n_tokens, model.spec.d_model), dtype=torch.float32) for k in keys}
     n = 0
-    for b in model.iter_batches(docs, n_tokens, layers, batch_size=batch_size, seq_len=seq_len):
-        for L in out:
-            out[L][n:n + len(b)] = b.resid[L]
+    for b in model.iter_batches(docs, n_tokens, layers, batch_size=batch_size, seq_len=seq_len,
+                                modules=mods):
+        for p, L in keys:
+            out[(p, L)][n:n + len(b)] = b.resid[L] if p == RESID_POINT else b.modules[(p, L)]
         if tokens is not None:
             tokens.append(Batch(b.token_ids, b.doc, b.pos, b.tokens))
         n += len(b)
-    return {L: t[:n] for L, t in out.items()}
+    return {k: t[:n] for k, t in out.items()}

@@ -12,9 +12,11 @@ from dataclasses import replace
 import numpy as np
 
 from saew.compute.training.config import TrainConfig
+from saew.compute.training.hooks import DEFAULT_HOOKS, Unit, check_releases, parse_hooks, units
 from saew.compute.training.trainer import train_sae
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
+from saew.storage.names import RESID_POINT
 
 EXPANSION = 4          # default d_sae = EXPANSION * d_model
 DEFAULT_TOKENS = 32768
@@ -45,6 +47,10 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="smollm2", help="minilm, smollm2 (default) or a local model path")
     p.add_argument("--corpus", default="builtin", help="builtin (default) or a local text file")
     p.add_argument("--layers", default="all", help="A-B, a single layer L, or all (default)")
+    p.add_argument("--hooks", default=DEFAULT_HOOKS,
+                   help="hook points to train an SAE on at every layer, from one model pass: "
+                        "resid_post (default), mlp_out, attn_out, comma-separated; the mlp_out and "
+                        "attn_out SAEs go to the sibling releases R.mlp_out and R.attn_out")
     p.add_argument("--arch", default="topk", help="topk (default), relu or jumprelu")
     p.add_argument("--d-sae", type=int, default=None,
                    help=f"SAE width (default {EXPANSION} x d_model)")
@@ -101,7 +107,7 @@ def run(args, ctx) -> str:
     from saew.sae import saelens as saelens_io
     from saew.compute.corpus import load_corpus
     from saew.compute.lm.load import load_model
-    from saew.compute.lm.model import residuals
+    from saew.compute.lm.model import hook_outputs
     from saew.compute.parallel import default_workers, ordered_map
     from saew.progress import progress
     from saew.storage.saes import write_sae
@@ -110,6 +116,7 @@ def run(args, ctx) -> str:
     if args.tokens is None or args.tokens <= 0:
         raise BadInput(f"--tokens {args.tokens}: must be positive")
     _config(args, None, ctx.seed)  # fail fast, before loading a model
+    points = parse_hooks(getattr(args, "hooks", None))
     if args.workers is not None and args.workers < 1:
         raise BadInput(f"--workers {args.workers}: must be at least 1")
     torch.set_num_threads(2)
@@ -117,73 +124,67 @@ def run(args, ctx) -> str:
     spec_ = model.spec
     layer_list = parse_layers(args.layers, spec_.n_layers)
     cfg = _config(args, spec_.d_model, ctx.seed)
-    other = ctx.lake.query(
-        "SELECT DISTINCT d_in FROM saes WHERE release = ? AND NOT list_contains(?, layer)",
-        [release, layer_list]).column("d_in").to_pylist()
-    if other and other != [spec_.d_model]:
-        raise BadInput(f"--release {release!r}: holds SAEs with d_in {other[0]}, "
-                       f"but {spec_.name} has d_model {spec_.d_model}")
+    todo = units(release, points, layer_list)
+    check_releases(ctx.lake, release, todo, layer_list, spec_.d_model, spec_.name,
+                   getattr(args, "harvest", False))
     if getattr(args, "harvest", False):
         from saew.compute.activations.codes import check_examples
 
         check_examples(getattr(args, "examples", 20))
-        others = ctx.lake.query(
-            "SELECT layer FROM saes WHERE release = ? AND NOT list_contains(?, layer) ORDER BY 1",
-            [release, layer_list]).column("layer").to_pylist()
-        if others:
-            raise BadInput(f"--harvest: release {release!r} also holds SAEs at layers "
-                           f"{', '.join(map(str, others))}, which this run does not train; "
-                           f"train them too, or run saew harvest afterwards")
     docs = load_corpus(args.corpus, ctx.seed)
     metas: list | None = [] if getattr(args, "harvest", False) else None
-    acts = residuals(model, docs, args.tokens, layer_list, tokens=metas)
+    acts = hook_outputs(model, docs, args.tokens, layer_list, points, tokens=metas)
     token_ids = np.concatenate([b.token_ids for b in metas]) if metas else None
-    coo: dict[int, list] = {}
-    hooks = {layer: model.hook_name(layer) for layer in layer_list}
+    coo: dict[str, dict[int, list]] = {}           # release -> layer -> [codes]
+    by_hook = {u.hook: u for u in todo}
     del model
-    saes_dir = ctx.home / "saes" / release
-    staging = saes_dir / f".staging-{ctx.run_id}"
-    lines = [f"trained {len(layer_list)} {cfg.arch} SAE(s) (d_sae {cfg.d_sae}) for {release!r} "
-             f"on {spec_.name}:", "  layer  tokens    fvu     l0  dead_frac  seconds"]
+    releases = list(dict.fromkeys(u.release for u in todo))
+    staging = {r: ctx.home / "saes" / r / f".staging-{ctx.run_id}" for r in releases}
+    many = points != (RESID_POINT,)
+    lines = [f"trained {len(todo)} {cfg.arch} SAE(s) (d_sae {cfg.d_sae}) for "
+             f"{', '.join(map(repr, releases))} on {spec_.name}:",
+             "  layer  tokens    fvu     l0  dead_frac  seconds" + ("  hook" if many else "")]
     try:
-        done: list[tuple[int, str, SAEParams]] = []
-        workers = default_workers(len(layer_list)) if args.workers is None else args.workers
-        jobs = ((layer, acts.pop(layer).numpy(), cfg, spec_.name, hooks[layer], token_ids)
-                for layer in layer_list)
+        done: list[tuple[Unit, SAEParams]] = []
+        workers = default_workers(len(todo)) if args.workers is None else args.workers
+        jobs = ((u.layer, acts.pop((u.point, u.layer)).numpy(), cfg, spec_.name, u.hook, token_ids)
+                for u in todo)
         for layer, n_tokens, res, p, codes in progress(ordered_map(_train_job, jobs, workers),
-                                                       total=len(layer_list), desc="train",
-                                                       unit="layer"):
-            hook = hooks[layer]
+                                                       total=len(todo), desc="train",
+                                                       unit="SAE" if many else "layer"):
+            u = by_hook[p.hook]
             if codes is not None:
-                coo[layer] = [codes]
-            saelens_io.write_folder(staging / hook, p, metadata={
-                "saew_release": release, "saew_run_id": ctx.run_id, "training_tokens": int(res.log[-1]["tokens_seen"]),
+                coo.setdefault(u.release, {})[layer] = [codes]
+            saelens_io.write_folder(staging[u.release] / u.hook, p, metadata={
+                "saew_release": u.release, "saew_run_id": ctx.run_id, "training_tokens": int(res.log[-1]["tokens_seen"]),
                 "dataset_path": str(args.corpus), "context_size": None, "prepend_bos": True})
             rows = res.log
             ctx.lake.write("training_log", {
                 "step": [r["step"] for r in rows], "tokens_seen": [r["tokens_seen"] for r in rows],
                 "mse": [r["mse"] for r in rows], "fvu": [r["fvu"] for r in rows],
                 "l0": [r["l0"] for r in rows], "dead_frac": [r["dead_frac"] for r in rows],
-            }, release=release, layer=layer)
-            done.append((layer, hook, p))
+            }, release=u.release, layer=layer)
+            done.append((u, p))
             f = res.final
             lines.append(f"  {layer:5d}  {n_tokens:6d}  {f['fvu']:.3f}  {f['l0']:5.1f}  "
-                         f"{f['dead_frac']:9.3f}  {res.seconds:7.1f}")
-        for layer, hook, p in done:
-            dest = saes_dir / hook
-            saelens_io.replace_dir(staging / hook, dest)
-            write_sae(ctx.lake, release, layer, p, source_format="saelens", source_path=str(dest),
+                         f"{f['dead_frac']:9.3f}  {res.seconds:7.1f}" + (f"  {u.point}" if many else ""))
+        for u, p in done:
+            dest = ctx.home / "saes" / u.release / u.hook
+            saelens_io.replace_dir(staging[u.release] / u.hook, dest)
+            write_sae(ctx.lake, u.release, u.layer, p, source_format="saelens", source_path=str(dest),
                       source_sha256=saelens_io.sha256_file(dest / saelens_io.WEIGHTS_FILE),
                       run_id=ctx.run_id)
         if metas is not None:
             from saew.compute.activations.codes import write_harvest
 
-            n_seen, _ = write_harvest(ctx.lake, release, ctx.run_id, metas, coo, args.corpus,
-                                      n_examples=getattr(args, "examples", 20))
+            for r in releases:
+                n_seen, _ = write_harvest(ctx.lake, r, ctx.run_id, metas, coo.get(r, {}), args.corpus,
+                                          n_examples=getattr(args, "examples", 20))
             lines.append(f"  harvested the same {n_seen} tokens: tokens, activations, "
-                         f"activation_sets, examples")
+                         f"activation_sets, examples" + (f" of {len(releases)} releases" if many else ""))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    lines.append(f"  folders: {saes_dir}")
+        for d in staging.values():
+            shutil.rmtree(d, ignore_errors=True)
+    lines.append(f"  folders: {', '.join(str(ctx.home / 'saes' / r) for r in releases)}")
     return "\n".join(lines)
 
