@@ -14,7 +14,8 @@ stated once:
   ``MAX_HEADER_BYTES``; declared array sizes equal to the bytes a file holds for them; zip
   members (``.npz``, torch ``.pt``) and gzip streams may inflate to at most
   ``inflate_limit(compressed bytes)`` = max(``MIN_INFLATE``, ``MAX_RATIO`` x compressed); a JSON
-  line at most ``MAX_LINE_BYTES``, a JSON document at most ``MAX_JSON_BYTES``; JSON nesting as
+  line at most ``MAX_LINE_BYTES``, a JSON document at most ``MAX_JSON_BYTES`` (an SAE config
+  ``MAX_CONFIG_BYTES``); JSON nesting as
   deep as Python's parser goes (a RecursionError is refused as "nested too deeply").
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAX_COUNT = 2 ** 53                 # token counts and ids: exact in float64, fa
 MAX_HEADER_BYTES = 100 * 2 ** 20    # a safetensors JSON header (the safetensors library's limit)
 MAX_LINE_BYTES = 64 * 2 ** 20       # one line of a .jsonl / .jsonl.gz
 MAX_JSON_BYTES = 2 ** 30            # one .json / .json.gz document, decompressed
+MAX_CONFIG_BYTES = 16 * 2 ** 20      # an SAE's cfg.json / config.json
 MAX_RATIO = 100                     # decompressed bytes per compressed byte, beyond MIN_INFLATE
 MIN_INFLATE = 64 * 2 ** 20
 

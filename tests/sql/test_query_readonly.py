@@ -119,3 +119,40 @@ def test_output_into_a_closed_pipe_is_quiet(one, home):
     assert r.stdout == "range\n"
     assert r.stderr == "", r.stderr
     assert r.returncode == 0
+
+
+_FRAGMENTS = ["SELECT", "COPY", "ATTACH", "EXPLAIN", "ANALYZE", "PRAGMA", "SET", "TO", "FROM", "saes", "1", ";",
+              "(", ")", "'x'", "'/tmp/y'", "--", "/*", "*/", "INSTALL", "LOAD", "DROP", "VIEW", "DATABASE", "EXPORT",
+              "IMPORT", "WITH", "AS", "t", "threads", "=", "VARIABLE", "RESET", "CALL", "DESCRIBE", "\n", '"', "$1"]
+
+
+def test_the_checker_never_crashes_and_never_lets_a_copy_through(home):
+    """Random statements built from SQL words: ``readonly.check`` passes them or refuses them
+    with BadInput (no other exception), and whatever it passes in read-only mode has only
+    reading statement types (DuckDB's parser is the oracle)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    import duckdb
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from saew.errors import BadInput
+    from saew.sql import readonly
+
+    del hypothesis
+
+    @settings(max_examples=150, deadline=2000, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=12))
+    def check(words):
+        sql = " ".join(words)
+        for allow in (False, True):
+            try:
+                sts = readonly.check(sql, allow_write=allow, home=home)
+            except BadInput as e:
+                assert "\n" not in str(e)
+                continue
+            if not allow:
+                for s in sts:
+                    assert s.type in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN,
+                                      duckdb.StatementType.PRAGMA, duckdb.StatementType.SET), sql
+
+    check()

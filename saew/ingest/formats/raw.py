@@ -70,11 +70,11 @@ def sha256_of(path: Path) -> str:
 
 
 def read_json(path: Path) -> object:
-    """A JSON config file (at most ``validate.MAX_JSON_BYTES``)."""
+    """A JSON config file (at most ``validate.MAX_CONFIG_BYTES``)."""
     require_file(path)
     try:
         with open(path, "rb") as f:
-            data = validate.read_limited(f, validate.MAX_JSON_BYTES, str(path), "the JSON file")
+            data = validate.read_limited(f, validate.MAX_CONFIG_BYTES, str(path), "the config file")
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({one_line(e)})") from None
     return validate.json_loads(data, str(path))
