@@ -19,8 +19,10 @@ the stored ``correlations`` with pearson > --pearson-threshold, weighted by pear
 ``communities`` (partition (release, graph)); ``modularity`` is that graph's weighted Newman
 modularity, repeated on each of its rows.
 
-The layers' graphs are built and partitioned in worker processes (``compute.parallel``), and
-the correlation graph, one long Leiden run, in one more process beside them.
+The layers' graphs are built and partitioned by the executor (``--executor local|ray``,
+``--workers``; ``compute.executor``), each worker reading its layer from the lake, and the
+correlation graph, one long Leiden run, in one more worker beside them. Its rows are one
+unit: ``communities`` and ``graph_divergence`` hold every layer in one partition.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from saew.storage.saes import d_sae as sae_width
 from saew.storage.saes import require_release
 
 from saew.compute.activations import graphs
+from saew.compute.options import add_executor_arguments
 from saew.storage.reads import n_tokens
 
 
@@ -40,6 +43,7 @@ def add_arguments(p) -> None:
     p.add_argument("--other-release", default=None,
                    help="compare degree distributions with this release, layer by layer "
                         "(e.g. the same SAEs trained with another seed)")
+    add_executor_arguments(p, "layers")
     p.add_argument("--graph", choices=["all", "coactivation", "correlation"], default="all",
                    help="which graphs (default all that have data)")
     p.add_argument("--algorithm", choices=["leiden", "louvain"], default="leiden",
@@ -115,15 +119,13 @@ def _layer_job(home: str, release: str, layer: int, threshold: float, min_count:
     return layer, g.node_id, n_f, deg, strength, rdeg, g.n_edges, member, q
 
 
-def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray]) -> tuple[dict, list]:
-    from saew.compute.parallel import default_workers, ordered_map
-
+def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray], ex) -> tuple[dict, list]:
     lake, release = ctx.lake, args.release
     comm: dict[str, list] = {k: [] for k in ("layer", "feature", "community", "modularity")}
     div_rows: list[dict] = []
     jobs = ((str(lake.home), release, int(layer), float(args.npmi_threshold), int(args.min_count),
              args.algorithm, int(ctx.seed)) for layer in layers)
-    done = ordered_map(_layer_job, jobs, default_workers(len(layers)))
+    done = ex.map(_layer_job, jobs, len(layers))
     for layer, node_id, n_f, deg, strength, rdeg, n_edges, member, q in progress(
             done, total=len(layers), desc="co-activation graphs", unit="layer"):
         lake.write("graph_nodes", {"feature": node_id, "n_active": n_f[node_id],
@@ -198,15 +200,16 @@ def run(args, ctx) -> str:
         for layer in common:
             g, _ = layer_graph(lake, args.other_release, layer, args.npmi_threshold, args.min_count)
             other[layer] = (graphs.degree_strength(g)[0], g.n_edges)
-    from saew.compute.parallel import background, default_workers
+    from saew.compute.options import executor_from_args
 
-    # the correlation graph (one long Leiden run) goes beside the per-layer jobs, in a process
+    ex = executor_from_args(args, "cpu")
+    # the correlation graph (one long Leiden run) goes beside the per-layer jobs, in a worker
     # of its own, when there is a second core for them
-    with background(_correlation, str(lake.home), release, float(args.pearson_threshold),
-                    args.algorithm, int(ctx.seed),
-                    enabled=has_corr and default_workers(len(co_layers)) > 1) as corr_job:
+    with ex.background(_correlation, str(lake.home), release, float(args.pearson_threshold),
+                       args.algorithm, int(ctx.seed),
+                       enabled=has_corr and not ex.in_process(len(co_layers))) as corr_job:
         if co_layers:
-            out += _write_coactivation(args, ctx, co_layers, other)
+            out += _write_coactivation(args, ctx, co_layers, other, ex)
         cols = corr_job.result() if has_corr else None
     if cols is not None:
         lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
@@ -217,10 +220,10 @@ def run(args, ctx) -> str:
     return f"communities: release {release}: " + "; ".join(out)
 
 
-def _write_coactivation(args, ctx, co_layers: list[int], other: dict) -> list[str]:
+def _write_coactivation(args, ctx, co_layers: list[int], other: dict, ex) -> list[str]:
     """Write the co-activation graphs' rows (communities, divergences); their summary lines."""
     lake, release = ctx.lake, args.release
-    comm, div_rows = _coactivation(args, ctx, co_layers, other)
+    comm, div_rows = _coactivation(args, ctx, co_layers, other, ex)
     lake.write("communities", {k: np.concatenate(v) for k, v in comm.items()}
                | {"algorithm": [args.algorithm] * sum(v.size for v in comm["layer"])},
                release=release, graph="coactivation")

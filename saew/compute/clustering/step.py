@@ -13,8 +13,11 @@ a cluster more coherent than random groups of its size) -> 2-D plot coordinates.
 their shuffled-label nulls, largest_share, has_structure, stability_ari (``--stability N``),
 params (JSON of the settings).
 
-Layers run in ``--workers`` single-threaded processes (a seeded UMAP is single-threaded; the
-results do not depend on the worker count). Numba compiles once per process.
+Layers are units (``compute.units``): each is clustered by one call of ``_cluster_job``
+through the executor (``--executor local|ray``, ``--workers`` single-threaded processes or
+Ray tasks: a seeded UMAP is single-threaded; the results do not depend on either) and
+committed as soon as it is done, so a failure keeps the layers before it and a re-run does
+only the rest. Numba compiles once per process.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 from saew.compute.clustering.config import ALGORITHMS, ClusterConfig
 from saew.compute.clustering.gates import NULLS
 from saew.compute.clustering.layer import LayerClusters, cluster_layer
+from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
 from saew.storage.names import SPACES
 
@@ -127,9 +131,7 @@ def add_arguments(p) -> None:
     p.add_argument("--silhouette-sample", type=int, default=d.silhouette_sample,
                    help="silhouette on a seeded sample of this many clustered features "
                         f"(default {d.silhouette_sample}; 0 = all)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="layers clustered at once, each in its own single-threaded process "
-                        "(default: min(2, CPU count, layers)); results do not depend on it")
+    add_executor_arguments(p, "layers")
     p.add_argument("--parallel", action="store_true",
                    help="multi-threaded UMAP without a seed: faster, not reproducible")
 
@@ -151,8 +153,7 @@ def config_from_args(args) -> ClusterConfig:
               "--null-quantile": 0 <= cfg.null_quantile < 1,
               "--member-quantile": 0 <= cfg.member_quantile < 1,
               "--null-draws": cfg.null_draws >= 10, "--stability": cfg.stability >= 0,
-              "--xy-epochs": cfg.xy_epochs >= 1, "--silhouette-sample": cfg.silhouette_sample >= 0,
-              "--workers": getattr(args, "workers", None) is None or args.workers >= 1}
+              "--xy-epochs": cfg.xy_epochs >= 1, "--silhouette-sample": cfg.silhouette_sample >= 0}
     for opt, ok in checks.items():
         if not ok:
             raise BadInput(f"{opt} {getattr(args, opt[2:].replace('-', '_'))}: out of range")
@@ -160,7 +161,8 @@ def config_from_args(args) -> ClusterConfig:
 
 
 def run(args, ctx) -> str:
-    from saew.compute.parallel import default_workers
+    from saew.compute.options import executor_from_args
+    from saew.compute.units import Units, layer_unit
     from saew.progress import progress
     from saew.storage.saes import require_release
 
@@ -180,10 +182,13 @@ def run(args, ctx) -> str:
     params = json.dumps({**asdict(cfg), "space": args.space, "embedder": embedder,
                          "metric": "cosine"}, sort_keys=True)
     lines = []
-    workers = 1 if cfg.parallel else (default_workers(len(todo)) if args.workers is None
-                                      else min(args.workers, len(todo)))
+    ex = executor_from_args(args, "cpu")
+    if cfg.parallel:   # one multi-threaded UMAP at a time, in this process
+        ex = None
+    units = Units(ctx, [layer_unit(L) for L in todo])
+    todo = [L for L in todo if layer_unit(L) in units.todo]
     jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder)) for L in todo)
-    for L, res, q in progress(cluster_layers(jobs, cfg, workers), total=len(todo),
+    for L, res, q in progress(cluster_layers(jobs, cfg, ex, len(todo)), total=len(todo),
                               desc=f"cluster {args.space}"):
         lake.write("clusters", {
             "feature": np.arange(len(res.labels), dtype=np.int32), "cluster": res.labels,
@@ -191,11 +196,13 @@ def run(args, ctx) -> str:
             "y": _nullable(res.xy[:, 1])}, release=release, layer=int(L), space=args.space)
         lake.write("cluster_quality", {k: [v] for k, v in {**q, "params": params}.items()},
                    release=release, layer=int(L), space=args.space)
+        units.commit(layer_unit(L))
         lines.append(f"layer {L}: {q['n_clusters']} clusters, noise {q['noise_frac'] or 0:.1%}, "
                      f"largest {q['largest_share']:.1%}"
                      + ("" if q["has_structure"] is not False else " (no structure beyond the null)"))
     return (f"clustered release {release!r} in {args.space} space with {cfg.algorithm}"
-            + (f" (embedder {embedder})" if embedder else "") + "\n" + "\n".join(lines))
+            + (f" (embedder {embedder})" if embedder else "") + "\n"
+            + "\n".join(lines + ([units.note()] if units.skipped else [])))
 
 
 def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):
@@ -203,14 +210,15 @@ def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):
     return L, res, quality(vec, res, cfg)
 
 
-def cluster_layers(jobs, cfg: ClusterConfig, workers: int = 1):
+def cluster_layers(jobs, cfg: ClusterConfig, ex=None, n_jobs: int = 1):
     """Yield (layer, LayerClusters, quality) for each (layer, vectors, has_vector) of ``jobs``,
-    in order; with ``workers`` > 1 in that many single-threaded worker processes
-    (``compute.parallel``): a seeded UMAP is single-threaded, so this is where the cores help,
+    in order, through the executor ``ex`` (``compute.executor``; None: in this process): a
+    seeded UMAP is single-threaded, so the layers in flight at once are where the cores help,
     and the results are identical to the serial ones."""
-    from saew.compute.parallel import ordered_map
+    from saew.compute.executor import Executor, ExecutorConfig
 
-    return ordered_map(_cluster_job, ((L, vec, has, cfg) for L, vec, has in jobs), workers)
+    ex = ex if ex is not None else Executor(ExecutorConfig(workers=1))
+    return ex.map(_cluster_job, ((L, vec, has, cfg) for L, vec, has in jobs), n_jobs)
 
 
 def _nullable(a: np.ndarray):

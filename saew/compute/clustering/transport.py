@@ -15,6 +15,9 @@ POT, Flamary et al., JMLR 2021; Sinkhorn: Cuturi, NeurIPS 2013):
   POT ``ot.sinkhorn`` (log-domain fallback if the plain iteration underflows).
 - Stored mass = plan_ab * n_l (feature units: a row sums to its bucket's size); masses below
   1e-9 are dropped; cost = C_ab.  When widths differ, column sums are n_l * weight_b.
+
+Each layer pair is a unit (``transport_unit``, through ``--executor``; committed as it is done,
+so a failure keeps the pairs before it and a re-run does only the rest).
 """
 from __future__ import annotations
 
@@ -22,12 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
 from saew.storage.names import SPACES
 
 SOLVERS = ("emd", "sinkhorn")
 MIN_MASS = 1e-9
 SINKHORN_REG = 0.05
+LOCAL_WORKERS = 1    # --executor local: pairs in this process unless --workers says otherwise
 
 
 @dataclass(frozen=True)
@@ -159,9 +164,12 @@ def add_arguments(p) -> None:
     p.add_argument("--embedder", default=None,
                    help="text space: which embeddings (default: the only one present, else "
                         "all-MiniLM-L6-v2)")
+    add_executor_arguments(p, "layer pairs", LOCAL_WORKERS)
 
 
 def run(args, ctx) -> str:
+    from saew.compute.options import executor_from_args
+    from saew.compute.units import Units, pair_unit
     from saew.progress import progress
     from saew.storage.saes import require_release
 
@@ -169,12 +177,16 @@ def run(args, ctx) -> str:
     ls = require_release(lake, release)
     if len(ls) < 2:
         raise BadInput(f"--release {release!r}: transport needs two ingested layers, found {len(ls)}")
+    ex = executor_from_args(args, "cpu", local_workers=LOCAL_WORKERS)
     embedder = None
     if args.space == "text":
         from saew.storage.reads import pick_embedder
 
         embedder = pick_embedder(lake, release, args.embedder)
     labels = {L: load_labels(lake, release, L, args.space) for L in ls}
+    pairs = list(zip(ls, ls[1:]))
+    units = Units(ctx, [pair_unit(*p) for p in pairs])
+    todo = [p for p in pairs if pair_unit(*p) in units.todo]
     cache: dict[int, Buckets] = {}
 
     def get(L: int) -> Buckets:
@@ -183,17 +195,30 @@ def run(args, ctx) -> str:
             cache[L] = buckets(labels[L], u)
         return cache[L]
 
+    def jobs():   # one unit per layer pair; each layer's buckets built once
+        for l0, l1 in todo:
+            a, b = get(l0), get(l1)
+            for old in [x for x in cache if x < l0]:
+                del cache[old]
+            both = (a.ids >= 0).any() and (b.ids >= 0).any()
+            if both and a.centroids.shape[1] != b.centroids.shape[1]:
+                raise BadInput(f"release {release!r}: {args.space} vectors of layers {l0} and {l1} "
+                               "differ in width")
+            yield a, b, args.solver
+
     lines = []
-    for l0, l1 in progress(list(zip(ls, ls[1:])), total=len(ls) - 1, desc="transport"):
-        a, b = get(l0), get(l1)
-        both = (a.ids >= 0).any() and (b.ids >= 0).any()
-        if both and a.centroids.shape[1] != b.centroids.shape[1]:
-            raise BadInput(f"release {release!r}: {args.space} vectors of layers {l0} and {l1} "
-                           "differ in width")
-        p = solve(a, b, args.solver)
+    for (l0, l1), (p, ka, kb) in progress(zip(todo, ex.map(transport_unit, jobs(), len(todo))),
+                                          total=len(todo),
+                                desc="transport"):
         lake.write("transport", {"src_cluster": p.src, "dst_layer": np.full(len(p.src), l1, np.int32),
                                  "dst_cluster": p.dst, "mass": p.mass, "cost": p.cost},
                    release=release, space=args.space, solver=args.solver, src_layer=int(l0))
-        cache.pop(l0, None)
-        lines.append(f"{l0}->{l1}: {len(a.ids)}x{len(b.ids)} buckets, objective {p.objective:.4f}")
-    return f"transport ({args.solver}, {args.space}) for release {release!r}\n" + "\n".join(lines)
+        units.commit(pair_unit(l0, l1))
+        lines.append(f"{l0}->{l1}: {ka}x{kb} buckets, objective {p.objective:.4f}")
+    return (f"transport ({args.solver}, {args.space}) for release {release!r}\n"
+            + "\n".join(lines + ([units.note()] if units.skipped else [])))
+
+
+def transport_unit(a: Buckets, b: Buckets, solver: str) -> tuple[Plan, int, int]:
+    """One unit of ``saew transport``: the plan of one layer pair (``solve``) and its bucket counts."""
+    return solve(a, b, solver), len(a.ids), len(b.ids)

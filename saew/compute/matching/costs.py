@@ -138,17 +138,23 @@ class SqEuclidCosts(CostProvider):
     gamma_d = d u / (1 - d u), and 2|a||b| <= |a|^2 + |b|^2, so with the additions
     |c32_ij - c_ij| <= (d + 4) u' (|a_i|^2 + |b_j|^2) * scale (u' = 1.01 u, margin for gamma_d).
     ``screen``: precision of ``screen_block`` (``resolve_screen``; bfloat16 bound in
-    ``_set_screen_err``).
+    ``_set_screen_err``). ``device``: where ``screen_block`` runs its GEMM (``--device``; cpu,
+    cuda or mps): off the CPU always in float32 (the bf16 bound is the CPU GEMM's), which
+    keeps the float32 bound for any summation order (with TF32 off, torch's default);
+    every other block stays on the CPU.
     """
 
     def __init__(self, a: np.ndarray, b: np.ndarray, scale: float = 1.0,
-                 norms: tuple[np.ndarray, np.ndarray] | None = None, screen: str = "float32"):
+                 norms: tuple[np.ndarray, np.ndarray] | None = None, screen: str = "float32",
+                 device: str = "cpu"):
         import torch
 
         from saew.compute.matching.pair_kernels import row_sqnorms
 
-        # the bf16 bound is stated for unit scale
-        self.screen = resolve_screen(screen) if scale == 1.0 else resolve_screen("float32")
+        # the bf16 bound is stated for unit scale and the CPU's GEMM
+        self.device = device
+        self.screen = resolve_screen(screen) if scale == 1.0 and device == "cpu" else resolve_screen("float32")
+        self._dev = None
         a, b = _row_vectors(a, b)
         self.a, self.b, self.scale = a, b, float(scale)
         self.ta, self.tb = torch.from_numpy(a), torch.from_numpy(b)
@@ -195,7 +201,16 @@ class SqEuclidCosts(CostProvider):
                         torch.cat([-2.0 * self.tb, self.tb_n[:, None]], 1).to(torch.bfloat16))
         return self._bf
 
+    def _device_operands(self):
+        """a, |a|^2, b, |b|^2 on ``device`` (copied once)."""
+        if self._dev is None:
+            self._dev = tuple(t.to(self.device) for t in (self.ta, self.ta_n, self.tb, self.tb_n))
+        return self._dev
+
     def screen_block(self, r0, r1):
+        if self.device != "cpu":   # the block on the device (the caller moves results back)
+            ta, na, tb, nb = self._device_operands()
+            return self._costs(ta[r0:r1], na[r0:r1], tb, nb), None
         if self.screen != "bfloat16":
             return self.block(r0, r1), None
         import torch
@@ -241,7 +256,7 @@ class SqEuclidCosts(CostProvider):
 
     @property
     def T(self):
-        return SqEuclidCosts(self.b, self.a, self.scale, (self.nb, self.na), self.screen)
+        return SqEuclidCosts(self.b, self.a, self.scale, (self.nb, self.na), self.screen, self.device)
 
 
 class CosineCosts(SqEuclidCosts):
@@ -255,7 +270,7 @@ class CosineCosts(SqEuclidCosts):
     """
 
     def __init__(self, a: np.ndarray, b: np.ndarray, _parts: tuple | None = None,
-                 screen: str = "float32"):
+                 screen: str = "float32", device: str = "cpu"):
         from saew.compute.matching.pair_kernels import row_sqnorms
 
         if _parts is None:
@@ -266,7 +281,7 @@ class CosineCosts(SqEuclidCosts):
             _parts = (a, b, ra, rb, ua, ub, row_sqnorms(ua), row_sqnorms(ub))
         self._parts = _parts
         self.raw_a, self.raw_b, self.ra, self.rb, ua, ub, nua, nub = _parts
-        super().__init__(ua, ub, 1.0, (nua, nub), screen)
+        super().__init__(ua, ub, 1.0, (nua, nub), screen, device)
         g = (ua.shape[1] + 8) * U32 * 1.01 * 0.5
         self.row_err = g * self.na + 1e-30
         self.col_err = g * self.nb + 1e-30
@@ -299,7 +314,7 @@ class CosineCosts(SqEuclidCosts):
         import torch
 
         tb = self.tb if tb is None else tb
-        return torch.addmm(torch.ones(1, dtype=torch.float32), ta, tb.T, alpha=-1.0)
+        return torch.addmm(torch.ones(1, dtype=torch.float32, device=ta.device), ta, tb.T, alpha=-1.0)
 
     def exact(self, i, j):
         from saew.compute.matching.pair_kernels import pair_dot
@@ -317,5 +332,5 @@ class CosineCosts(SqEuclidCosts):
     @property
     def T(self):
         a, b, ra, rb, ua, ub, nua, nub = self._parts
-        return CosineCosts(b, a, (b, a, rb, ra, ub, ua, nub, nua), self.screen)
+        return CosineCosts(b, a, (b, a, rb, ra, ub, ua, nub, nua), self.screen, self.device)
 

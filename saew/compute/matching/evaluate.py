@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from saew.compute.options import add_device_argument
 from saew.errors import BadInput
 from saew.sae.metrics import fvu
 
@@ -41,6 +42,7 @@ def add_arguments(p) -> None:
                         "and random baselines are always written")
     p.add_argument("--tokens", type=int, default=None,
                    help="use at most N tokens (the first N by token_id; default all)")
+    add_device_argument(p)
 
 
 def gathered_decoder(w_dec: np.ndarray, n_src: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -52,13 +54,15 @@ def gathered_decoder(w_dec: np.ndarray, n_src: int, src: np.ndarray, dst: np.nda
 
 
 def reconstruction_error(f_src, f_dst, w_dec_dst: np.ndarray, decoders: dict[str, np.ndarray],
-                         n_zero: int = 0) -> tuple[dict[str, float], float, int]:
+                         n_zero: int = 0, device: str = "cpu") -> tuple[dict[str, float], float, int]:
     """Sum of squared errors per method and the total variance of the reference x(l+1).
 
     f_src [T, F_l], f_dst [T, F_l+1]: scipy sparse codes of the same T tokens; decoders: method
     -> gathered decoder [F_l, d] (see ``gathered_decoder``).  The reference is
     x = f_dst @ w_dec_dst + b (b cancels in both sums); ``n_zero`` more tokens have x = x_hat = b.
     Returns ({method: sum_t ||x_hat_t - x_t||^2}, sum_t ||x_t - mean x||^2, n_tokens).
+    ``device`` (``--device``): where the products run, chunk by chunk (float64 sums: on the CPU
+    for mps, which has no float64); cpu is exactly the code that ran before devices existed.
     """
     import torch
 
@@ -68,16 +72,18 @@ def reconstruction_error(f_src, f_dst, w_dec_dst: np.ndarray, decoders: dict[str
     mean = (np.asarray(f_dst.sum(axis=0), dtype=np.float64).ravel() @ w_dec_dst.astype(np.float64)) / n
     den = n_zero * float(mean @ mean)
     num = {m: 0.0 for m in decoders}
-    w_ref = torch.from_numpy(np.array(w_dec_dst, dtype=np.float32, order="C"))
-    ws = {m: torch.from_numpy(np.array(w, dtype=np.float32, order="C")) for m, w in decoders.items()}
-    mu = torch.from_numpy(mean)
+    w_ref = torch.from_numpy(np.array(w_dec_dst, dtype=np.float32, order="C")).to(device)
+    ws = {m: torch.from_numpy(np.array(w, dtype=np.float32, order="C")).to(device)
+          for m, w in decoders.items()}
+    host = (lambda t: t.cpu()) if device == "mps" else (lambda t: t)   # float64 where it exists
+    mu = torch.from_numpy(mean).to("cpu" if device == "mps" else device)
     for t0 in range(0, f_src.shape[0], CHUNK_TOKENS):
-        x = _torch_csr(f_dst[t0:t0 + CHUNK_TOKENS]) @ w_ref   # sparse x dense, multi-threaded
-        den += float(((x.double() - mu) ** 2).sum())
-        a = _torch_csr(f_src[t0:t0 + CHUNK_TOKENS])
+        x = _torch_csr(f_dst[t0:t0 + CHUNK_TOKENS]).to(device) @ w_ref   # sparse x dense, multi-threaded
+        den += float(((host(x).double() - mu) ** 2).sum())
+        a = _torch_csr(f_src[t0:t0 + CHUNK_TOKENS]).to(device)
         for m, w in ws.items():
             d = torch.addmm(x, a, w, alpha=1.0, beta=-1.0)   # x_hat - x (b cancels), float32
-            num[m] += float(torch.sum(d * d, dtype=torch.float64))
+            num[m] += float(torch.sum(host(d * d), dtype=torch.float64))
     return num, den, n
 
 
@@ -142,6 +148,7 @@ def run(args, ctx) -> str:
     from saew.storage.saes import load_sae
 
     from saew.compute.matching.solver import random_bijection
+    from saew.compute.options import step_device
     from saew.storage.names import SPACES
     from saew.storage.reads import adjacent_pairs
     from saew.storage.names import null_draw_index
@@ -151,6 +158,7 @@ def run(args, ctx) -> str:
         raise BadInput(f"--space {args.space!r}: expected decoder or text")
     if args.tokens is not None and args.tokens <= 0:
         raise BadInput(f"--tokens {args.tokens}: must be positive")
+    device = step_device(args)
     pairs = adjacent_pairs(lake, release)
     present = lake.query("SELECT DISTINCT src_layer, method FROM matches WHERE release = ? AND space = ?",
                          [release, args.space])
@@ -200,7 +208,7 @@ def run(args, ctx) -> str:
         tokens, n_zero = _token_universe(release, raws, sets, l0, l1, args.tokens)
         f0 = _codes(raws[l0], release, l0, tokens, src.d_sae)
         f1 = _codes(raws[l1], release, l1, tokens, dst.d_sae)
-        num, den, n = reconstruction_error(f0, f1, dst.w_dec, decoders, n_zero)
+        num, den, n = reconstruction_error(f0, f1, dst.w_dec, decoders, n_zero, device)
         for m, e in num.items():
             v = fvu(e, den)
             rows.setdefault(m, []).append((int(l0), int(l1), n, v, 1.0 - v))

@@ -50,6 +50,7 @@ class SolverConfig:
     cache_bytes: int = 2 << 30     # memory for whole cost rows kept between certificate rounds
     prefix_max: float = 0.125      # check a failing row on its open columns only if <= this share
     screen: str = "auto"           # screening GEMM precision of the vector providers (``resolve_screen``)
+    device: str = "cpu"            # where the vector providers' screening GEMM runs (``--device``)
 
 
 @dataclass
@@ -122,9 +123,10 @@ def _screen(costs: CostProvider, k: int, chunk: int):
         blk, off = costs.screen_block(r0, min(n, r0 + chunk))
         vals, idx = blk.topk(k, dim=1, largest=False, sorted=False)
         r1 = r0 + len(idx)
-        cand[r0:r1] = idx.numpy()
-        val[r0:r1] = vals.double().numpy()
-        cm = blk.amin(dim=0).double()
+        # .cpu(): a block screened on a device comes back (a no-op for a CPU block)
+        cand[r0:r1] = idx.cpu().numpy()
+        val[r0:r1] = vals.cpu().double().numpy()
+        cm = blk.amin(dim=0).cpu().double()
         if off is not None:  # per-row offsets: exact for the row's values, a bound on columns
             val[r0:r1] += off[:, None]
             cm += float(off.min())

@@ -18,6 +18,10 @@ an embedding are left out.  Methods there: ``cosine`` (the default: the text cos
 The matching is the exact minimum-total-cost one-to-one matching of min(F_l, F_l+1) pairs
 (compute.matching.solver); ``cost`` is the method's cost of the pair in float64, ``cosine`` the
 cosine of the pair's vectors in the match space (decoder rows, or embeddings).
+
+Each layer pair is a unit (``match_unit``: every method and null draw of the pair) run through
+``--executor`` (``--device``: where the sparse solver's screening GEMM runs) and committed as
+soon as it is done: a failure keeps the pairs before it and a re-run does only the rest.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from saew.compute.options import add_device_argument, add_executor_arguments
 from saew.errors import BadInput
 from saew.storage.names import (DECODER_METHODS, NULL_METHOD, SPACES, TEXT_METHODS, null_draw_index,
                                 null_draw_method)
@@ -32,6 +37,7 @@ from saew.storage.names import (DECODER_METHODS, NULL_METHOD, SPACES, TEXT_METHO
 SOLVERS = ("auto", "exact", "sparse")
 DEFAULT_DRAWS = 10            # null draws of ``--method random``; ``--method all`` draws 1 unless told
 _NULL_TAG = 0x6E756C6C        # "null": keeps the draw streams apart from every other spawn key
+LOCAL_WORKERS = 1           # --executor local: pairs in this process (the GEMMs use every core)
 
 
 def add_arguments(p) -> None:
@@ -56,6 +62,8 @@ def add_arguments(p) -> None:
                    help=f"--method random: how many seeded null matchings to store, as methods "
                         f"random, random.1, ... (default {DEFAULT_DRAWS}; --method all stores 1 "
                         f"unless given); a re-run replaces the whole set")
+    add_executor_arguments(p, "layer pairs", LOCAL_WORKERS)
+    add_device_argument(p)
 
 
 @dataclass
@@ -127,10 +135,10 @@ def match_pair(src, dst, method: str, solver: str = "auto", seed: int = 0, strea
         cost = pair_costs(src, dst, i, j, "folded") if folded is None else folded.exact(i, j)
     else:
         if method == "cosine":
-            costs = CosineCosts(src.w_dec, dst.w_dec, screen=cfg.screen)
+            costs = CosineCosts(src.w_dec, dst.w_dec, screen=cfg.screen, device=cfg.device)
         else:
             costs = SqEuclidCosts(match_vectors(src, method), match_vectors(dst, method),
-                                  screen=cfg.screen)
+                                  screen=cfg.screen, device=cfg.device)
         res = solve(costs, solver, cfg)
         i, j, stats = res.rows, res.cols, res.stats
         cost = costs.exact(i, j)  # float64, the same formula as warehouse.saemath.pair_costs
@@ -157,7 +165,7 @@ def match_text(e_src: np.ndarray, f_src: np.ndarray, e_dst: np.ndarray, f_dst: n
     from saew.compute.matching.solver import SolverConfig, random_bijection, solve
 
     cfg = cfg or SolverConfig()
-    costs = CosineCosts(e_src, e_dst, screen=cfg.screen) if costs is None else costs
+    costs = CosineCosts(e_src, e_dst, screen=cfg.screen, device=cfg.device) if costs is None else costs
     if method == "random":
         i, j = random_bijection(len(f_src), len(f_dst), seed, stream)
         stats = {"solver": "random"}
@@ -185,8 +193,10 @@ def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
-    from saew.compute.matching.costs import CosineCosts, resolve_screen
+    from saew.compute.matching.costs import resolve_screen
     from saew.compute.matching.solver import SolverConfig
+    from saew.compute.options import executor_from_args
+    from saew.compute.units import Units, pair_unit
     from saew.storage.reads import adjacent_pairs, pick_embedder
 
     lake, release = ctx.lake, args.release
@@ -196,13 +206,16 @@ def run(args, ctx) -> str:
         raise BadInput(f"--solver {args.solver!r}: expected one of {', '.join(SOLVERS)}")
     if args.candidates < 1:
         raise BadInput(f"--candidates {args.candidates}: must be at least 1")
-    cfg = SolverConfig(k=args.candidates, screen=resolve_screen(args.screen))
+    ex = executor_from_args(args, local_workers=LOCAL_WORKERS)
+    cfg = SolverConfig(k=args.candidates, screen=resolve_screen(args.screen), device=ex.cfg.device)
     pairs = adjacent_pairs(lake, release)
     runs = [(m, 0) for m in methods if m != NULL_METHOD]
     runs += [(NULL_METHOD, d) for d in range(draws)] if NULL_METHOD in methods else []
     if draws:
         drop_stale_draws(lake, release, args.space, [l0 for l0, _ in pairs], draws)
     embedder = pick_embedder(lake, release, args.embedder) if args.space == "text" else None
+    units = Units(ctx, [pair_unit(*p) for p in pairs])
+    todo = [p for p in pairs if pair_unit(*p) in units.todo]
     cache: dict[int, object] = {}
 
     def get(layer: int):
@@ -213,47 +226,67 @@ def run(args, ctx) -> str:
                 cache[layer] = layer_embeddings(lake, release, layer, embedder)
         return cache[layer]
 
+    def jobs():   # one unit per layer pair; each layer read once (the next pair's source)
+        for l0, l1 in todo:
+            a, b = get(l0), get(l1)
+            for old in [x for x in cache if x < l0]:
+                del cache[old]
+            if embedder is None and a.d_in != b.d_in:
+                raise BadInput(f"release {release!r}: layer {l0} has d_in {a.d_in} but layer {l1} has "
+                               f"d_in {b.d_in}; adjacent SAEs must share d_in to be matched")
+            if embedder is not None and a[1].shape[1] != b[1].shape[1]:
+                raise BadInput(f"release {release!r}: embeddings of layers {l0} and {l1} differ in width")
+            yield a, b, int(l0), runs, args.space, args.solver, cfg, int(ctx.seed)
+
     lines = []
-    for l0, l1 in progress(pairs, total=len(pairs), desc=f"match {args.space}"):
-        a, b = get(l0), get(l1)
-        for old in [x for x in cache if x < l0]:
-            del cache[old]
-        if embedder is None and a.d_in != b.d_in:
-            raise BadInput(f"release {release!r}: layer {l0} has d_in {a.d_in} but layer {l1} has "
-                           f"d_in {b.d_in}; adjacent SAEs must share d_in to be matched")
-        if embedder is not None and a[1].shape[1] != b[1].shape[1]:
-            raise BadInput(f"release {release!r}: embeddings of layers {l0} and {l1} differ in width")
-        nulls, shared = [], None   # the null draws of a pair share one cost provider
-        for method, draw in runs:
-            seed = (null_entropy(ctx.seed, args.space, draw), int(l0))
-            if embedder is None and draw > 0:
-                shared = folded_costs(a, b) if shared is None else shared
-                r = match_pair(a, b, method, args.solver, *seed, cfg=cfg, folded=shared)
-            elif embedder is None:
-                r = match_pair(a, b, method, args.solver, *seed, cfg=cfg)
-            else:
-                if method == NULL_METHOD:
-                    shared = CosineCosts(a[1], b[1], screen=cfg.screen) if shared is None else shared
-                r = match_text(a[1], a[0], b[1], b[0], method, args.solver, *seed, cfg=cfg,
-                               costs=shared if method == NULL_METHOD else None)
-            name = null_draw_method(draw) if method == NULL_METHOD else method
+    for (l0, l1), results in progress(zip(todo, ex.map(match_unit, jobs(), len(todo))),
+                                      total=len(todo), desc=f"match {args.space}"):
+        nulls = []
+        for name, r in results:
             lake.write("matches", {
                 "src_feature": r.src_feature.astype(np.int32),
                 "dst_layer": np.full(len(r.src_feature), l1, dtype=np.int32),
                 "dst_feature": r.dst_feature.astype(np.int32),
                 "cost": r.cost.astype(np.float64), "cosine": r.cosine.astype(np.float64),
             }, release=release, space=args.space, method=name, src_layer=int(l0))
-            if method == NULL_METHOD:
+            if null_draw_index(name) is not None:
                 nulls.append(r)
             else:
-                lines.append(_line(l0, l1, method, r))
+                lines.append(_line(l0, l1, name, r))
+        units.commit(pair_unit(l0, l1))
         if nulls:
             lines.append(_line(l0, l1, NULL_METHOD + (f" ({len(nulls)} draws, mean)" if len(nulls) > 1 else ""),
                                *nulls))
     head = (f"matched {len(pairs)} layer pair(s) of {release!r} in {args.space} space"
             + (f" (embedder {embedder})" if embedder else "") + f": {', '.join(methods)}"
             + (f" ({draws} null draws)" if draws > 1 else ""))
-    return "\n".join([head, *lines])
+    return "\n".join([head, *lines] + ([units.note()] if units.skipped else []))
+
+
+def match_unit(a, b, l0: int, runs: list[tuple[str, int]], space: str, solver: str, cfg,
+               seed: int) -> list[tuple[str, PairMatch]]:
+    """One unit of ``saew match``: every (method, null draw) of ``runs`` for the layer pair whose
+    source layer is ``l0``; ``a``, ``b`` are its SAEs (decoder space) or (features, embeddings)
+    (text space). Returns (stored method name, PairMatch) in ``runs`` order."""
+    from saew.compute.matching.costs import CosineCosts
+
+    text = space == "text"
+    out, shared = [], None   # the null draws of a pair share one cost provider
+    for method, draw in runs:
+        stream = (null_entropy(seed, space, draw), int(l0))
+        if not text and draw > 0:
+            shared = folded_costs(a, b) if shared is None else shared
+            r = match_pair(a, b, method, solver, *stream, cfg=cfg, folded=shared)
+        elif not text:
+            r = match_pair(a, b, method, solver, *stream, cfg=cfg)
+        else:
+            if method == NULL_METHOD:
+                shared = CosineCosts(a[1], b[1], screen=cfg.screen, device=cfg.device) \
+                    if shared is None else shared
+            r = match_text(a[1], a[0], b[1], b[0], method, solver, *stream, cfg=cfg,
+                           costs=shared if method == NULL_METHOD else None)
+        out.append((null_draw_method(draw) if method == NULL_METHOD else method, r))
+    return out
 
 
 def _line(l0: int, l1: int, label: str, *rs: PairMatch) -> str:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from saew.compute.cpu import native_bf16
+from saew.compute.options import add_device_argument
 from saew.errors import BadInput
 from saew.storage.reads import DEFAULT_EMBEDDER, embedder_name
 
@@ -130,10 +131,10 @@ def token_lengths(model, texts: list[str]) -> np.ndarray:
 
 
 def embed_texts(model_path: str, texts: list[str], batch_size: int = BATCH_SIZE,
-                show_progress: bool = False, dtype: str = "float32") -> np.ndarray:
-    """Unit-normalised sentence embeddings (float32 [len(texts), dim]), offline, on CPU;
-    ``dtype`` float32 or bfloat16 is the encoder's compute type. Texts are encoded in
-    ``length_batches`` and the vectors put back in input order."""
+                show_progress: bool = False, dtype: str = "float32", device: str = "cpu") -> np.ndarray:
+    """Unit-normalised sentence embeddings (float32 [len(texts), dim]), offline, on ``device``
+    (``--device``: cpu, cuda or mps); ``dtype`` float32 or bfloat16 is the encoder's compute
+    type. Texts are encoded in ``length_batches`` and the vectors put back in input order."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
@@ -141,7 +142,7 @@ def embed_texts(model_path: str, texts: list[str], batch_size: int = BATCH_SIZE,
 
     kw = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if resolve_dtype(dtype) == "bfloat16" else {}
     try:
-        model = SentenceTransformer(model_path, device="cpu", local_files_only=True, **kw)
+        model = SentenceTransformer(model_path, device=device, local_files_only=True, **kw)
     except Exception as e:  # a broken local folder is bad input, not a crash
         raise BadInput(f"--embedder {model_path}: cannot load a sentence-transformers model "
                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -174,9 +175,11 @@ def add_arguments(p) -> None:
                    help="encoder compute type: float32 (default), bfloat16, or auto (bfloat16 "
                         "where the CPU has it natively, about 2x faster, cosine >= 0.99 to "
                         "float32; else float32); vectors are stored as float32")
+    add_device_argument(p)
 
 
 def run(args, ctx) -> str:
+    from saew.compute.options import step_device
     from saew.storage.saes import require_release
 
     lake, release = ctx.lake, args.release
@@ -198,7 +201,8 @@ def run(args, ctx) -> str:
     uniq, inverse = np.unique(cleaned[keep].astype(str), return_inverse=True)
     from saew.progress import enabled
 
-    emb = embed_texts(path, uniq.tolist(), args.batch_size, show_progress=enabled(), dtype=dtype)
+    emb = embed_texts(path, uniq.tolist(), args.batch_size, show_progress=enabled(), dtype=dtype,
+                      device=step_device(args))
     layer, feature, rows = layer[keep], feature[keep], emb[inverse]
     for L in np.unique(t.column("layer").to_numpy()):
         sel = layer == L

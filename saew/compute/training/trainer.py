@@ -109,22 +109,45 @@ def _resample(s: TrainingSAE, opt, dead, xs, w_tok, cfg: TrainConfig, gen, forwa
 
 
 def train_sae(x, cfg: TrainConfig, *, desc: str = "train",
-              token_ids: np.ndarray | None = None) -> TrainResult:
-    """Train one SAE on raw residuals ``x`` (float32 tensor [n_tokens, d_in]).
+              token_ids: np.ndarray | None = None, device: str = "cpu") -> TrainResult:
+    """Train one SAE on raw residuals ``x`` (float32 tensor [n_tokens, d_in]) on ``device``.
 
     Returns the folded weights (raw-space SAE, normalize 'none'), the step log and the final
-    metrics on all of ``x`` (evaluated through the written weights); with ``token_ids`` (one
-    per row of x) also the codes of x as (token_id, feature, value) arrays.
+    metrics on all of ``x`` (evaluated through the written weights, on the CPU); with
+    ``token_ids`` (one per row of x) also the codes of x as (token_id, feature, value) arrays.
+    ``device`` other than cpu: the optimisation runs with that default torch device and a
+    generator of its own there (so its random draws differ from the CPU's); cpu is exactly
+    the code that ran before devices existed.
     """
+    import contextlib
+
+    import torch
+
+    t0 = time.perf_counter()
+    x = x.float().contiguous()
+    cfg.check()
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    with contextlib.nullcontext() if device == "cpu" else torch.device(device):
+        s, scale, log, seen, steps = _optimise(x.to(device), cfg, gen, desc)
+    for name in ("w_enc", "b_enc", "w_dec", "b_dec", "log_thr"):   # no-ops on the CPU
+        if getattr(s, name) is not None:
+            setattr(s, name, getattr(s, name).detach().cpu())
+    params = to_params(s, scale, cfg)
+    pieces: list | None = None if token_ids is None else []
+    final = evaluate(params, x, token_ids=token_ids, codes=pieces)
+    log.append({"step": steps, "tokens_seen": seen, **final})
+    codes = None if pieces is None else tuple(np.concatenate([q[i] for q in pieces]) for i in range(3))
+    return TrainResult(params=params, log=log, final=final, scale=scale,
+                       seconds=time.perf_counter() - t0, codes=codes)
+
+
+def _optimise(x, cfg: TrainConfig, gen, desc: str):
+    """The optimisation loop on x (on its device): (TrainingSAE, scale, log, tokens seen, steps)."""
     import torch
 
     from saew.progress import progress
 
-    t0 = time.perf_counter()
-    x = x.float().contiguous()
     n, d = x.shape
-    cfg.check()
-    gen = torch.Generator().manual_seed(cfg.seed)
     scale, centre = input_scale(x)
     xs = x * scale
     w_tok = token_weights((xs - centre * scale).pow(2).sum(1), d, cfg.outlier_clip)
@@ -187,10 +210,4 @@ def train_sae(x, cfg: TrainConfig, *, desc: str = "train",
             log.append({"step": t, "tokens_seen": seen, "mse": mse(sse, B, d) / scale ** 2,
                         "fvu": fvu(sse, sst), "l0": mean_l0(n_act, B),
                         "dead_frac": float(((seen - last_fired) >= min(window, seen)).float().mean())})
-    params = to_params(s, scale, cfg)
-    pieces: list | None = None if token_ids is None else []
-    final = evaluate(params, x, token_ids=token_ids, codes=pieces)
-    log.append({"step": steps, "tokens_seen": seen, **final})
-    codes = None if pieces is None else tuple(np.concatenate([q[i] for q in pieces]) for i in range(3))
-    return TrainResult(params=params, log=log, final=final, scale=scale,
-                       seconds=time.perf_counter() - t0, codes=codes)
+    return s, scale, log, seen, steps

@@ -1,0 +1,120 @@
+"""--executor ray gives the lake rows of --executor local: match, cluster, transport,
+co-activation and correlate on a small warehouse (integers, labels and keys exactly; floats
+within 1e-6 relative), on one local Ray cluster of 2 CPUs started once for this module."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from saew.sae.params import SAEParams
+from tests.factories import make_sae, put_sae
+from tests.factories_cluster import planted
+from tests.factories_coact import put_activations, sparse_matrix
+
+ray = pytest.importorskip("ray")
+
+R = "r"
+N_LAYERS, D_IN, TOKENS = 4, 16, 400
+FAST_CLUSTER = ["--n-epochs", "30", "--xy-epochs", "10", "--null-draws", "50",
+                "--refine-n-neighbors", "5", "--silhouette-sample", "0"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for every test here; the executor joins it."""
+    from saew.compute.executor import THREAD_VARS
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {**{v: "1" for v in THREAD_VARS}, "SAEW_PROGRESS": "0"}})
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """SAEs with planted decoder clusters at 4 layers and activations on the same tokens."""
+    from saew.storage.lake import Lake
+
+    home = tmp_path_factory.mktemp("ray") / "home"
+    lake = Lake(home)
+    for L in range(N_LAYERS):
+        w_dec, _ = planted(4, 16, D_IN, seed=L)
+        base = make_sae(D_IN, len(w_dec), seed=L)
+        put_sae(lake, R, L, SAEParams(w_enc=base.w_enc, b_enc=base.b_enc, w_dec=w_dec, b_dec=base.b_dec))
+        put_activations(lake, R, L, sparse_matrix(TOKENS, len(w_dec), 0.08, seed=10 + L), with_sae=False)
+    return home
+
+
+TABLES = {
+    "matches": ("match", ["--method", "all", "--draws", "3"],
+                "space, method, src_layer, src_feature"),
+    "clusters": ("cluster", ["--space", "decoder", *FAST_CLUSTER], "layer, space, feature"),
+    "cluster_quality": (None, [], "layer, space"),
+    "transport": ("transport", ["--space", "decoder"], "space, solver, src_layer, src_cluster, dst_cluster"),
+    "coactivations": ("coactivation", [], "layer, feature_a, feature_b"),
+    "correlations": ("correlate", [], "src_layer, src_feature, dst_feature"),
+}
+
+
+def _read(home, table: str, order: str) -> dict[str, list]:
+    from saew.storage.lake import Lake
+
+    t = Lake(home).query(f"SELECT * FROM {table} WHERE release = '{R}' ORDER BY {order}")
+    return {c: t.column(c).to_pylist() for c in t.column_names if c != "run_id"}
+
+
+def _same(a: dict[str, list], b: dict[str, list], table: str) -> None:
+    assert a.keys() == b.keys() and len(next(iter(a.values()))) > 0, table
+    for c in a:
+        x, y = a[c], b[c]
+        if x and isinstance(next((v for v in x if v is not None), None), float):
+            xa = np.array([np.nan if v is None else v for v in x], float)
+            ya = np.array([np.nan if v is None else v for v in y], float)
+            np.testing.assert_allclose(ya, xa, rtol=1e-6, atol=0, equal_nan=True, err_msg=f"{table}.{c}")
+        else:
+            assert x == y, f"{table}.{c}"
+
+
+def _run_all(saew, home, extra: list[str]) -> dict[str, dict]:
+    out = {}
+    for table, (cmd, opts, order) in TABLES.items():
+        if cmd is not None:
+            code, _, err = saew(cmd, "--release", R, *opts, *extra, home_dir=home)
+            assert code == 0, f"{cmd} {extra}: {err}"
+        out[table] = _read(home, table, order)
+    return out
+
+
+def test_ray_gives_the_local_rows(saew, warehouse, ray_cluster):
+    local = _run_all(saew, warehouse, ["--executor", "local", "--workers", "1"])
+    on_ray = _run_all(saew, warehouse, ["--executor", "ray", "--workers", "2"])
+    for table in TABLES:
+        _same(local[table], on_ray[table], table)
+
+
+def test_a_task_error_is_the_error_itself(ray_cluster):
+    from saew.compute.executor import ExecutorConfig, executor
+    from saew.errors import BadInput
+
+    ex = executor(ExecutorConfig(engine="ray", workers=2))
+    assert not ex.in_process(4) and ex.workers(10) == 2
+    assert list(ex.map(pow, ((i, 2) for i in range(5)), 5)) == [0, 1, 4, 9, 16]
+    with pytest.raises(BadInput, match="^bad unit$"):
+        list(ex.map(_bad, ((i,) for i in range(3)), 3))
+    with ex.background(pow, 3, 3) as job:
+        assert job.result() == 27
+
+
+def _bad(i: int) -> int:
+    from saew.errors import BadInput
+
+    if i == 1:
+        raise BadInput("bad unit")
+    return i
