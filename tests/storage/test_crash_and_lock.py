@@ -67,7 +67,7 @@ def test_second_writer_waits_and_readers_are_not_blocked(saew, home, tmp_path):
 
 def test_second_writer_gives_up_with_a_clear_message(home, tmp_path):
     f = write_saelens(tmp_path / "a", make_sae(8, 16), hook="blocks.0.hook_resid_post")
-    holder = _holder(home, 5.0)
+    holder = _holder(home, 120.0)  # killed below; long enough for a slow CLI start
     try:
         r = subprocess.run([str(SAEW), "ingest", "sae", str(f), "--release", "r", "--home", str(home)],
                            capture_output=True, text=True, env=_env(SAEW_LOCK_TIMEOUT="0.5"), cwd=ROOT)
