@@ -11,12 +11,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
 from tests.factories import make_sae, put_sae, run_saew
 from tests.factories_report import NASTY
 from tests.report.browse_site import CHROMIUM, chromium as _chromium, features as _features, section as _section
+from saew.report.browse.assets import page_name
 
 
 def test_index_search_data_and_pages_exist(site: Path):
@@ -46,6 +48,14 @@ def test_feature_page_shows_description_contexts_and_statistics(site: Path):
     assert "pass-through: yes (max pearson 0.97)" in s
     assert "Correlated next-layer features" in s and "<td>0.97<td>0.9<td>0.9" in s
     assert "Co-activating (NPMI)" in s and "decoder: " in s and "text: " in s
+    con = duckdb.connect(str(site / "saew.duckdb"), read_only=True)
+    try:
+        top = con.sql("SELECT other_feature, npmi, jaccard, n_ab FROM rpt_feature_coactivation WHERE release = 'r' "
+                      "AND layer = 0 AND feature = 0 ORDER BY rank").fetchall()
+    finally:
+        con.close()
+    o, npmi, jaccard, n_ab = top[0]                    # the first co-activation row: the mart's numbers
+    assert f"<tr><td><a href={page_name(0, o)}#f{o}>L0/{o}</a><td>{npmi:.3g}<td>{jaccard:.3g}<td>{n_ab}<tr>" in s
     later = _section(site, 1, 5)                       # no examples, no feature_stats: said so, nothing broken
     assert "no activation examples" in later and "Logits" not in later and "appearing: no" in later
 

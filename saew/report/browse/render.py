@@ -140,8 +140,9 @@ def _lineage(rows: list[tuple]) -> str:
 def _coactivation(layer: int, rows: list[tuple]) -> str:
     if not rows:
         return ""
-    items = "".join(f"<li>{_a(layer, o)} npmi {num(n)}, jaccard {num(j)}" for _, o, n, j, _n_ab in rows)
-    return f"<h3>Co-activating (NPMI)</h3><ul class=lk>{items}</ul>"
+    body = "".join(f"<tr><td>{_a(layer, o)}<td>{num(n)}<td>{num(j)}<td>{num(n_ab)}" for _, o, n, j, n_ab in rows)
+    return ("<h3>Co-activating (NPMI)</h3><table class=lk><tr><th>feature<th>npmi<th>jaccard<th>tokens both"
+            f"{body}</table>")
 
 
 def _flow(rows: list[tuple]) -> str:
