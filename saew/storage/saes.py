@@ -107,9 +107,11 @@ def write_sae(lake: Lake, release: str, layer: int, p: SAEParams, *, source_form
     if other and other != [p.d_in]:
         raise BadInput(f"{source_path}: d_in {p.d_in} differs from release {release!r}'s d_in {other[0]}")
     had = lake.query("SELECT source_sha256 FROM saes WHERE release = ? AND layer = ?",
-                     [release, int(layer)]).num_rows > 0
+                     [release, int(layer)]).column("source_sha256").to_pylist()
     if had:
-        if _same_weights(lake, release, layer, p):
+        # the same file (sha256) is checked weight by weight (a factory may reuse a sha); another
+        # file is other weights without reading the old SAE back
+        if had[0] == source_sha256 and _same_weights(lake, release, layer, p):
             return
         dropped = drop_derived(lake, release, layer, p.d_sae)
         if dropped:
