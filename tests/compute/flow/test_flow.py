@@ -156,3 +156,44 @@ def test_bad_inputs_are_one_line_and_write_nothing(saew, lake):
     assert code == 2
     one_line_error(err, "another width")
     assert not lake.has_data("flow_links")
+
+
+def test_demo_flow_steps_and_summary(home, lake):
+    """``saew demo --flow``: the train step gets the three hooks and the flow layers, flow (and
+    verify, where the command exists) run after evaluate, before the build; the summary prints
+    the origin shares per layer."""
+    import argparse
+
+    from saew.cli import demo
+    from saew.cli.commands import STEPS
+
+    p = argparse.ArgumentParser()
+    demo.add_arguments(p)
+    steps = demo._steps(p.parse_args(["--flow"]), "d", 100)
+    words = [argv[0] for _, argv in steps]
+    train = steps[0][1]
+    assert train[train.index("--hooks") + 1] == demo.FLOW_HOOKS
+    assert train[train.index("--layers") + 1] == demo.FLOW_LAYERS["smollm2"]
+    assert words.index("flow") == words.index("evaluate") + 1 < words.index("build")
+    assert ("verify" in words) == any(c.words == ("verify",) for c in STEPS)
+    plain = demo._steps(p.parse_args([]), "d", 100)
+    assert "--hooks" not in plain[0][1] and "flow" not in [a[0] for _, a in plain]
+    assert plain[0][1][plain[0][1].index("--layers") + 1] == "all"
+    # the summary lines, from a built catalog
+    import duckdb
+
+    from tests.factories import run_saew
+
+    planted_release(lake)
+    assert run_saew(home, "flow", "--release", "p")[0] == 0
+    code, out, err = run_saew(home, "build", "--quiet", "--select", "+fct_origin_by_layer")
+    assert code == 0, out + err
+    con = duckdb.connect(str(home / "saew.duckdb"), read_only=True)
+    try:
+        lines = demo.origin_lines(con, "p")
+        assert demo.origin_lines(con, "no-such-release") == []
+    finally:
+        con.close()
+    assert lines[1].split() == ["layer", "resid", "mlp", "attn", "nowhere"]
+    assert [ln.split()[0] for ln in lines[2:]] == ["1", "2"]
+    assert all(abs(sum(map(float, ln.split()[1:])) - 1) < 2e-3 for ln in lines[2:])
