@@ -51,6 +51,7 @@ STEPS: list[Command] = [Command(*c) for c in [
     (("communities",), "saew.compute.activations.communities", "communities of co-activation and correlation graphs", True),
     (("evaluate",), "saew.compute.matching.evaluate", "hidden-state reconstruction through matches", True),
     (("flow",), "saew.compute.flow.step", "feature flow: each residual feature's top predecessors by decoder cosine in the layer before and the block's MLP and attention SAEs", True),
+    (("verify",), "saew.compute.causal.step", "causal checks of links: switch a source feature off, measure its target downstream", True),
     (("build",), "saew.sql.build", "dbt build (models and data tests) on the catalog", True),
     (("query",), "saew.sql.query", "run SQL (or a .sql file) on the catalog", False),
     (("export",), "saew.sql.query", "write the marts as Parquet for notebooks and BI tools", False),

@@ -176,6 +176,15 @@ _SPECS = [
         "predecessors by decoder cosine per module (resid: the residual SAE of the layer before; "
         "mlp_out / attn_out: that block's module SAEs, releases R.mlp_out / R.attn_out); rank 1 = "
         "the largest cosine."),
+    TableSpec("interventions", _s(
+        ("release", S), ("link", S), ("src_release", S), ("src_layer", I), ("src_feature", I),
+        ("dst_release", S), ("dst_layer", I), ("dst_feature", I), ("n_tokens", L),
+        ("act_before", D), ("act_after", D), ("control_before", D), ("control_after", D)),
+        ("release", "dst_layer"),
+        ("release", "link", "src_release", "src_layer", "src_feature", "dst_layer", "dst_feature"),
+        "Causal checks of links (saew verify): the target's mean activation over n_tokens windows "
+        "where the source is active, clean (act_before) and with the source feature switched off "
+        "at its hook (act_after); the same for random active control features."),
 ]
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}
