@@ -44,7 +44,8 @@ def main() -> int:
         cmds = harness.commands(work, slow=not args.quick)
         if args.commands:
             cmds = {k: v for k, v in cmds.items() if k in args.commands.split(",")}
-        points = list(CHAOS_POINTS)[: args.kills]
+        n = min(args.kills, len(CHAOS_POINTS))   # commit steps spread over the commit, then random moments
+        points = [CHAOS_POINTS[round(i * (len(CHAOS_POINTS) - 1) / max(1, n - 1))] for i in range(n)]
         randoms = max(0, args.kills - len(points))
         for name, (argv, units) in cmds.items():
             fig = harness.kill_trials(work, base, name, argv, units, points, randoms)
