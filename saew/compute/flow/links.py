@@ -23,15 +23,16 @@ def unit_rows(w) -> "torch.Tensor":  # noqa: F821 - torch is imported lazily
     return t / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
-def top_predecessors(dst, src, k: int, block_bytes: int = BLOCK_BYTES
+def top_predecessors(dst, src, k: int, block_bytes: int = BLOCK_BYTES, device: str = "cpu"
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(index int32 [n_dst, k'], cosine float32 [n_dst, k']) with k' = min(k, n_src): for each
     destination row, the source rows of the k largest cosines, in decreasing cosine.
 
-    ``dst`` and ``src`` are decoder matrices [n, d] (numpy or torch; normalised here)."""
+    ``dst`` and ``src`` are decoder matrices [n, d] (numpy; normalised here); the products run
+    on torch ``device``."""
     import torch
 
-    d, s = unit_rows(dst), unit_rows(src)
+    d, s = unit_rows(dst).to(device), unit_rows(src).to(device)
     n_dst, n_src = d.shape[0], s.shape[0]
     kk = min(int(k), n_src)
     idx = np.empty((n_dst, kk), np.int32)
@@ -43,6 +44,6 @@ def top_predecessors(dst, src, k: int, block_bytes: int = BLOCK_BYTES
     with torch.inference_mode():
         for a in range(0, n_dst, rows):          # blocks of rows, not features
             v, i = torch.topk(d[a:a + rows] @ st, kk, dim=1, largest=True, sorted=True)
-            idx[a:a + rows] = i.numpy()
-            cos[a:a + rows] = v.numpy()
+            idx[a:a + rows] = i.cpu().numpy()
+            cos[a:a + rows] = v.cpu().numpy()
     return idx, cos

@@ -15,14 +15,17 @@ destination layer. The origin of a feature (the module of its best predecessor w
 cosine clears a threshold, else "nowhere") and its shares per layer are dbt marts
 (``fct_feature_origin``, ``fct_origin_by_layer``; thresholds are dbt vars). Computed with
 float32 matrix products in blocks of destination rows, ``torch.topk`` per block
-(``compute.flow.links``); each layer's decoder is read once (the destination of one pair is
-the residual source of the next).
+(``compute.flow.links``, on ``--device``); each layer's decoder is read once (the destination
+of one pair is the residual source of the next). Each destination layer is one unit of work
+(``pair=l-l'``, committed as it finishes): a re-run after a failure does only the missing ones.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from saew.compute.flow.links import top_predecessors
+from saew.compute.options import add_device_argument, resolve_device
+from saew.compute.units import Units, pair_unit
 from saew.errors import BadInput
 from saew.storage.lake import list_matrix
 from saew.storage.names import FLOW_MODULES, MODULE_POINTS, module_release
@@ -38,6 +41,7 @@ def add_arguments(p) -> None:
                         "R.mlp_out and R.attn_out (saew train --hooks resid_post,mlp_out,attn_out)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                    help=f"predecessors kept per feature and module (default {DEFAULT_TOP_K})")
+    add_device_argument(p)
 
 
 def decoder(lake, release: str, layer: int) -> np.ndarray:
@@ -70,14 +74,15 @@ def plan(lake, release: str) -> tuple[list[tuple[int, int]], dict[str, set[int]]
     return list(zip(ls[:-1], ls[1:])), mods
 
 
-def flow_layer(dst: np.ndarray, sources: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+def flow_layer(dst: np.ndarray, sources: dict[str, np.ndarray], k: int, device: str = "cpu"
+               ) -> dict[str, np.ndarray]:
     """flow_links columns of one destination layer (without release and dst_layer): for every
     destination feature and module of ``sources``, its k best predecessors (rank 1 first)."""
     cols: dict[str, list[np.ndarray]] = {c: [] for c in
                                          ("dst_feature", "module", "rank", "src_feature", "cosine")}
     n = dst.shape[0]
     for m, src in sources.items():
-        idx, cos = top_predecessors(dst, src, k)
+        idx, cos = top_predecessors(dst, src, k, device=device)
         kk = idx.shape[1]
         cols["dst_feature"].append(np.repeat(np.arange(n, dtype=np.int32), kk))
         cols["module"].append(np.full(n * kk, FLOW_MODULES.index(m), np.int8))
@@ -97,19 +102,22 @@ def run(args, ctx) -> str:
     if args.top_k < 1:
         raise BadInput(f"--top-k {args.top_k}: must be at least 1")
     pairs, mods = plan(ctx.lake, release)
+    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
     torch.set_num_threads(2)
+    work = Units(ctx, [pair_unit(l, l2) for l, l2 in pairs])   # one unit per destination layer
     lines = [f"flow of {release!r}: top {args.top_k} predecessors per feature and module; "
              f"mean best cosine per destination layer:",
              f"  {'layer':>5}  {'features':>8}  " + "  ".join(f"{m:>8}" for m in FLOW_MODULES)]
     prev: tuple[int, np.ndarray] | None = None
-    for l, l2 in progress(pairs, total=len(pairs), desc="flow", unit="layer"):
+    todo = [(l, l2) for l, l2 in pairs if pair_unit(l, l2) in work.todo]
+    for l, l2 in progress(todo, total=len(todo), desc="flow", unit="layer"):
         src = prev[1] if prev is not None and prev[0] == l else decoder(ctx.lake, release, l)
         dst = decoder(ctx.lake, release, l2)
         sources = {"resid": src}
         for m in MODULE_POINTS:
             if l2 in mods[m]:
                 sources[m] = decoder(ctx.lake, module_release(release, m), l2)
-        cols = flow_layer(dst, sources, args.top_k)
+        cols = flow_layer(dst, sources, args.top_k, device)
         names = np.asarray(FLOW_MODULES, dtype=object)[cols["module"]]
         src_layer = np.where(cols["module"] == 0, l, l2).astype(np.int32)
         src_release = np.asarray([module_release(release, m) if m != "resid" else release
@@ -119,10 +127,13 @@ def run(args, ctx) -> str:
             "src_layer": src_layer, "src_feature": cols["src_feature"],
             "module": pa.array(names, pa.string()), "rank": cols["rank"], "cosine": cols["cosine"],
         }, release=release, dst_layer=int(l2))
+        work.commit(pair_unit(l, l2))
         best = [cols["cosine"][(cols["module"] == i) & (cols["rank"] == 1)] for i in range(len(FLOW_MODULES))]
         lines.append(f"  {l2:>5}  {dst.shape[0]:>8}  "
                      + "  ".join(f"{b.mean():8.3f}" if b.size else f"{'-':>8}" for b in best))
         prev = (l2, dst)
+    if work.note():
+        lines.append(work.note())
     missing = [f"{m} at layer{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}"
                for m in MODULE_POINTS if (gone := [l2 for _, l2 in pairs if l2 not in mods[m]])]
     if missing:

@@ -197,3 +197,29 @@ def test_demo_flow_steps_and_summary(home, lake):
     assert lines[1].split() == ["layer", "resid", "mlp", "attn", "nowhere"]
     assert [ln.split()[0] for ln in lines[2:]] == ["1", "2"]
     assert all(abs(sum(map(float, ln.split()[1:])) - 1) < 2e-3 for ln in lines[2:])
+
+
+def test_a_failed_run_keeps_its_finished_layers_and_the_rerun_does_the_rest(saew, lake, monkeypatch):
+    from saew.compute.flow import step
+
+    planted_release(lake)
+    real = step.flow_layer
+    calls = []
+
+    def fails_on_the_second(dst, sources, k, device="cpu"):
+        calls.append(len(sources))
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(dst, sources, k, device)
+
+    monkeypatch.setattr(step, "flow_layer", fails_on_the_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        saew("flow", "--release", "p")
+    kept = lake.query("SELECT DISTINCT dst_layer FROM flow_links").column("dst_layer").to_pylist()
+    assert kept == [1]                                  # layer 1 committed as its own unit
+    monkeypatch.setattr(step, "flow_layer", real)
+    code, out, err = saew("flow", "--release", "p")
+    assert code == 0, err
+    assert "kept 1 unit" in out and "pair=1-2" not in out.split("kept")[1]
+    assert lake.query("SELECT DISTINCT dst_layer FROM flow_links ORDER BY 1").column(
+        "dst_layer").to_pylist() == [1, 2]
