@@ -56,7 +56,8 @@ def add_arguments(p) -> None:
     p.add_argument("--release", required=True, help="release whose links to verify (its residual SAEs)")
     p.add_argument("--link", default="all",
                    help="match/<space>/<method>, flow (its three modules), flow/resid|mlp_out|attn_out, "
-                        "or all (default: every match link and flow module present)")
+                        "or all (default: every match link and flow module present); several joined by "
+                        "commas, e.g. match/decoder/folded,match/decoder/random,flow")
     p.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
                    help=f"links drawn per link family and layer pair (default {DEFAULT_SAMPLE}); the "
                         f"match links of a pair share their sample of source features")
@@ -108,7 +109,7 @@ def verify(ctx, cfg: VerifyConfig, model=None) -> str:
 
     lake = ctx.lake
     require_release(lake, cfg.release)
-    links = resolve(lake, cfg.release, cfg.link)
+    links = list(dict.fromkeys(l for part in cfg.link.split(",") for l in resolve(lake, cfg.release, part.strip())))
     jobs = sample_jobs(lake, cfg.release, links, cfg.sample, ctx.seed, _layer_range(cfg.layers))
     if not jobs:
         raise BadInput(f"--layers {cfg.layers}: no layer pair of {', '.join(links)} ends there" if cfg.layers

@@ -75,13 +75,13 @@ def test_every_link_family_verified_and_rerun_replaces_only_its_link(home):
     assert keep(again) == keep(rows)
     # the same seed draws the same sample and measures the same target values (the controls
     # may differ: they are drawn per batch, and the first run batched the flow/resid sources too)
-    code, out, err = run_saew(home, "verify", "--release", R, "--link", "match/decoder/folded",
+    code, out, err = run_saew(home, "verify", "--release", R, "--link", "match/decoder/folded,match/decoder/random",
                               "--sample", "4", "--tokens-per-link", "2")
     assert code == 0, out + err
-    pick = lambda rs: sorted((r["src_feature"], r["dst_feature"], r["n_tokens"], r["act_before"], r["act_after"])  # noqa: E731
-                             for r in rs if r["link"] == "match/decoder/folded")
+    pick = lambda rs: sorted((r["link"], r["src_feature"], r["dst_feature"], r["n_tokens"], r["act_before"],  # noqa: E731
+                              r["act_after"]) for r in rs if r["link"].startswith("match/"))
     for a, b in zip(pick(_rows(home)), pick(rows), strict=True):
-        assert a[:3] == b[:3] and a[3:] == pytest.approx(b[3:], rel=1e-5, abs=1e-6)
+        assert a[:4] == b[:4] and a[4:] == pytest.approx(b[4:], rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("argv, message", [
