@@ -11,6 +11,7 @@ import sys
 import time
 
 from saew.cli.commands import build_parser, execute
+from saew.compute.options import OPTION_NAMES, add_device_argument, add_executor_arguments
 from saew.errors import BadInput
 from saew.storage.names import NULL_METHOD, link_name
 
@@ -50,6 +51,8 @@ def add_arguments(p) -> None:
                         + " unless --layers says otherwise")
     p.add_argument("--d-sae", type=int, default=None, help="SAE width (default: the trainer's)")
     p.add_argument("--arch", default="topk", choices=["topk", "relu", "jumprelu"], help="SAE architecture")
+    add_executor_arguments(p, "units of each step")
+    add_device_argument(p)
 
 
 def _steps(args, release: str, tokens: int) -> list[tuple[str, list[str]]]:
@@ -106,7 +109,7 @@ def run(args, ctx) -> str:
     for label, argv in _steps(args, release, tokens):
         t0 = time.time()
         print(f"[demo] {label} ...", file=sys.stderr, flush=True)
-        sub = _parse(parser, argv + common)
+        sub = _parse(parser, argv + common + _where(args))
         try:
             out = execute(sub._words, sub)
         except BadInput as e:
@@ -127,6 +130,13 @@ def _parse(parser, argv: list[str]):
     sub, extra = parser.parse_known_args(argv)
     if not extra:
         return sub
+    quiet = [a for a in extra if a in OPTION_NAMES]   # where the units run: only steps with units
+    if quiet:
+        keep = list(argv)
+        for a in quiet:
+            k = keep.index(a)
+            del keep[k:k + 2]
+        return _parse(parser, keep)
     drop = [a for a in extra if a in OPTIONAL]
     if len(drop) != len([a for a in extra if a.startswith("--")]):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -272,6 +282,7 @@ def verdict_sentence(space: str, link: str, rows: list[dict]) -> str:
         rest = [f"{where[k]} at {counts[k]}" for k in others if counts[k]]
     return (f"{space} clusters: {label} {head} ({', '.join(rest)}): most layer pairs show nothing "
             f"beyond a random matching.")
+
 
 def origin_lines(con, release: str) -> list[str]:
     """Where the features of each residual layer come from (``fct_origin_by_layer``: the share

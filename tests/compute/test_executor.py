@@ -226,3 +226,18 @@ def test_a_failed_unit_keeps_the_units_before_it_and_the_rerun_does_the_rest(sae
     calls.clear()
     assert saew("match", "--release", R, "--workers", "1")[0] == 0
     assert calls == [0, 1, 2]
+
+
+def test_demo_passes_the_executor_options_to_the_steps_with_units():
+    from saew.cli.commands import build_parser
+    from saew.cli.demo import _parse, _where
+
+    where = _where(SimpleNamespace(executor="ray", ray_address=None, workers=2, device="cpu"))
+    assert where == ["--executor", "ray", "--workers", "2", "--device", "cpu"]
+    p = build_parser()
+    m = _parse(p, ["match", "--release", "r", *where])
+    assert (m.executor, m.workers, m.device) == ("ray", 2, "cpu")
+    c = _parse(p, ["cluster", "--release", "r", "--space", "decoder", *where])
+    assert c.executor == "ray" and c.workers == 2 and not hasattr(c, "device")
+    assert not hasattr(_parse(p, ["build", *where]), "executor")
+    assert _where(SimpleNamespace(executor="local", ray_address=None, workers=None, device="auto")) == []
