@@ -241,3 +241,36 @@ def test_demo_passes_the_executor_options_to_the_steps_with_units():
     assert c.executor == "ray" and c.workers == 2 and not hasattr(c, "device")
     assert not hasattr(_parse(p, ["build", *where]), "executor")
     assert _where(SimpleNamespace(executor="local", ray_address=None, workers=None, device="auto")) == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("saew.storage.lake", fromlist=["Lake"]).Lake, "commit_unit"),
+                    reason="needs Lake.commit_unit (unit commits)")
+def test_cluster_keeps_the_layers_before_a_failed_one(saew, lake, monkeypatch):
+    """A layer that fails after others were clustered loses only itself (issue 16: one bad
+    layer after 24 minutes of clustering lost every layer)."""
+    import saew.compute.clustering.step as step
+    from saew.sae.params import SAEParams
+    from tests.factories_cluster import planted
+
+    for L in range(3):
+        w_dec, _ = planted(3, 12, 8, seed=L)
+        base = make_sae(8, len(w_dec), seed=L)
+        put_sae(lake, R, L, SAEParams(w_enc=base.w_enc, b_enc=base.b_enc, w_dec=w_dec, b_dec=base.b_dec))
+    real, calls = step._cluster_job, []
+
+    def job(L, *rest):
+        calls.append(L)
+        if L == 1 and len(calls) < 3:
+            raise RuntimeError("layer 1 fails")
+        return real(L, *rest)
+
+    monkeypatch.setattr(step, "_cluster_job", job)
+    opts = ["cluster", "--release", R, "--space", "decoder", "--algorithm", "leiden", "--workers", "1",
+            "--null-draws", "50", "--xy-epochs", "5"]
+    with pytest.raises(RuntimeError, match="layer 1 fails"):
+        saew(*opts)
+    layers = lambda: lake.query("SELECT DISTINCT layer FROM clusters ORDER BY 1").column("layer").to_pylist()  # noqa: E731
+    assert layers() == [0] and calls == [0, 1]
+    code, out, err = saew(*opts)
+    assert code == 0, err
+    assert calls == [0, 1, 1, 2] and layers() == [0, 1, 2] and "kept 1 unit(s)" in out
