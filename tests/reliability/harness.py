@@ -175,7 +175,7 @@ def commands(work: Path, layers: int = 3, d_sae: int = 64, slow: bool = False) -
         "coactivation": (["coactivation", "--release", "r"], True),
     }
     if slow:
-        out["cluster"] = (["cluster", "--release", "r"], True)
+        out["cluster"] = (["cluster", "--release", "r", "--space", "decoder"], True)
         out["build"] = (["build", "--quiet"], False)
         out["train"] = (["train", "--release", "t", "--model", "minilm", "--tokens", "256",
                          "--layers", "0-1", "--d-sae", "32", "--steps", "5"], True)
