@@ -24,7 +24,7 @@ import pytest
 from saew.storage.lake import Lake
 from tests.factories import make_sae, put_sae, run_saew
 from tests.formats import (neuronpedia_explanation_row, neuronpedia_neuron_row, neuronpedia_row,
-                           write_dictionary_learning, write_evil_pt, write_gemmascope, write_json,
+                           write_dictionary_learning, write_evil_pt, write_gemmascope,
                            write_jsonl, write_labels, write_neuronpedia_export, write_openai,
                            write_saelens, write_sparse, write_sparsify, write_table)
 

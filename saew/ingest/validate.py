@@ -37,13 +37,9 @@ MAX_COUNT = 2 ** 53                 # token counts and ids: exact in float64, fa
 MAX_HEADER_BYTES = 100 * 2 ** 20    # a safetensors JSON header (the safetensors library's limit)
 MAX_LINE_BYTES = 64 * 2 ** 20       # one line of a .jsonl / .jsonl.gz
 MAX_JSON_BYTES = 2 ** 30            # one .json / .json.gz document, decompressed
-MAX_CONFIG_BYTES = 16 * 2 ** 20      # an SAE's cfg.json / config.json
+MAX_CONFIG_BYTES = 16 * 2 ** 20     # an SAE's cfg.json / config.json
 MAX_RATIO = 100                     # decompressed bytes per compressed byte, beyond MIN_INFLATE
 MIN_INFLATE = 64 * 2 ** 20
-
-
-def where_of(path: Path | str, name: str | None = None) -> str:
-    return f"{path}" if name is None else f"{path}: {name}"
 
 
 # ---------------------------------------------------------------- values
