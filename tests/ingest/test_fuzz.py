@@ -4,11 +4,13 @@ Each loader gets a valid file of its format, written by ``tests/formats.py`` in 
 on-disk layout, with bytes flipped, inserted, deleted, duplicated or cut off. The loader must
 either read it or refuse it with ``BadInput`` -- never another exception (a traceback), never
 a hang (hypothesis' deadline), and never allocate much more than the file itself
-(``tracemalloc`` peak, which numpy reports to, below ``BUDGET`` + 16 x the file's size).
+(``tracemalloc`` peak, which numpy reports to, below ``BUDGET`` + 16 x the file's size; the
+process's peak RSS, which torch's allocations count in, grows by less than 4 x ``BUDGET``).
 Few examples per loader keep the whole file at a few seconds inside ``make test``.
 """
 from __future__ import annotations
 
+import resource
 import tracemalloc
 from pathlib import Path
 from typing import Callable
@@ -26,7 +28,7 @@ from tests.formats import (neuronpedia_row, write_dictionary_learning, write_gem
                            write_sparse, write_sparsify, write_table)
 
 BUDGET = 32 * 2 ** 20
-EXAMPLES = 20
+EXAMPLES = 15
 
 
 def _sae(path: Path, fmt: str) -> None:
@@ -133,6 +135,7 @@ def test_mutated_files_are_read_or_refused(originals, name):
     load_path, file, original = originals[name]
     load = FORMATS[name][1]
     load(load_path)  # the valid file loads
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux reports KiB)
 
     @settings(max_examples=EXAMPLES, deadline=5000, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -154,6 +157,9 @@ def test_mutated_files_are_read_or_refused(originals, name):
         check()
     finally:
         file.write_bytes(original)
+    # the whole process too (torch allocates outside tracemalloc): the peak RSS grows little
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+    assert grown < 4 * BUDGET, f"peak RSS grew by {grown} bytes"
 
 
 def test_mutate_covers_each_kind():
