@@ -17,15 +17,21 @@ over features or pairs).
 
 The activations are read by ``storage.reads.load_activity``; the incidence matrices are built
 by ``compute.activations.incidence``.
+Each layer is a unit (``coactivation_unit`` through ``--executor``, reading its layer from
+the lake; in a worker process the kernels run on one thread), committed as it is done: a
+failure keeps the layers before it and a re-run does only the rest.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from saew.compute.activations.incidence import Incidence, incidence, token_rows
+from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
 from saew.progress import progress
 from saew.storage.reads import Activity, activation_layers, load_activity
+
+LOCAL_WORKERS = 1   # --executor local: layers in this process (the kernels use every core)
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -68,15 +74,28 @@ def coactivation_counts(act: Activity) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return pair_counts(inc)
 
 
+def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One unit of ``saew coactivation`` (in this process, a worker process or a Ray task): the
+    n_ab of one layer of the lake at ``home``."""
+    from saew.storage.lake import Lake
+
+    return coactivation_counts(load_activity(Lake(home), release, layer))
+
+
 # ---------------------------------------------------------------------------- command
 def add_arguments(p) -> None:
     p.add_argument("--release", required=True, help="release whose activations to count")
     p.add_argument("--layer", type=int, action="append", default=None,
                    help="only this layer (repeatable; default: every layer with activations)")
+    add_executor_arguments(p, "layers", LOCAL_WORKERS)
 
 
 def run(args, ctx) -> str:
+    from saew.compute.options import executor_from_args
+    from saew.compute.units import Units, layer_unit
+
     lake, release = ctx.lake, args.release
+    ex = executor_from_args(args, "cpu", local_workers=LOCAL_WORKERS)
     layers = activation_layers(lake, release)
     if not layers:
         raise BadInput(f"--release {release!r}: no activations; run `saew harvest` or "
@@ -87,12 +106,15 @@ def run(args, ctx) -> str:
             raise BadInput(f"--layer {missing[0]}: release {release!r} has no activations there "
                            f"(layers with activations: {layers})")
         layers = [layer for layer in layers if layer in set(args.layer)]
+    units = Units(ctx, [layer_unit(L) for L in layers])
+    todo = [L for L in layers if layer_unit(L) in units.todo]
+    jobs = ((str(lake.home), release, int(layer)) for layer in todo)
     total = 0
-    for layer in progress(layers, total=len(layers), desc="coactivation", unit="layer"):
-        act = load_activity(lake, release, layer)
-        a, b, n = coactivation_counts(act)
-        del act
+    for layer, (a, b, n) in progress(zip(todo, ex.map(coactivation_unit, jobs, len(todo))),
+                                     total=len(todo), desc="coactivation", unit="layer"):
         lake.write("coactivations", {"feature_a": a, "feature_b": b, "n_ab": n},
                    release=release, layer=int(layer))
+        units.commit(layer_unit(layer))
         total += int(n.size)
-    return f"coactivation: release {release}: {total} pairs over {len(layers)} layer(s)"
+    return (f"coactivation: release {release}: {total} pairs over {len(todo)} layer(s)"
+            + (f"\n{units.note()}" if units.skipped else ""))

@@ -22,6 +22,9 @@ dense per-thread rows of length d_sae(l'), then keeps the row's top 16 with one 
 No feature x feature matrix exists, and no Python loop runs over features or pairs. A layer's
 activations are read, checked and grouped once: the destination of one pair is the source of
 the next (its incidence reused when both pairs map tokens to the same rows).
+Each layer pair is a unit (``correlate_unit`` through ``--executor``, reading its layers from
+the lake; in a worker process the kernel runs on one thread), committed as it is done: a
+failure keeps the pairs before it and a re-run does only the rest.
 """
 from __future__ import annotations
 
@@ -33,9 +36,11 @@ from saew.errors import BadInput
 from saew.progress import progress
 
 from saew.compute.activations.incidence import Incidence, incidence, token_rows
+from saew.compute.options import add_executor_arguments
 from saew.storage.reads import Activity, activation_layers, load_activity
 
 TOP_K = 16
+LOCAL_WORKERS = 1   # --executor local: pairs in this process (the kernel uses every core)
 
 
 def _jit():
@@ -107,38 +112,72 @@ def _check_tokens(act: Activity, release: str, layer: int) -> None:
 
 def add_arguments(p) -> None:
     p.add_argument("--release", required=True, help="release whose adjacent layers to correlate")
+    add_executor_arguments(p, "layer pairs", LOCAL_WORKERS)
 
 
 def run(args, ctx) -> str:
     import pyarrow as pa
 
-    lake, release = ctx.lake, args.release
+    from saew.compute.options import executor_from_args
+    from saew.compute.units import Units, pair_unit
     from saew.storage.saes import require_release
 
+    lake, release = ctx.lake, args.release
+    ex = executor_from_args(args, "cpu", local_workers=LOCAL_WORKERS)
     all_layers = require_release(lake, release)
     have = set(activation_layers(lake, release))
     pairs = [(a, b) for a, b in zip(all_layers, all_layers[1:]) if a in have and b in have]
     if not pairs:
         raise BadInput(f"--release {release!r}: no two adjacent layers with activations "
                        f"(layers {all_layers}, with activations {sorted(have)})")
+    units = Units(ctx, [pair_unit(*p) for p in pairs])
+    todo = [p for p in pairs if pair_unit(*p) in units.todo]
+    reuse = ex.in_process(len(todo))   # consecutive pairs in one process share a layer
+    jobs = ((str(lake.home), release, int(la), int(lb), ctx.run_id if reuse else None)
+            for la, lb in todo)
     rows = 0
-    cache: dict[int, tuple[Activity, Built]] = {}   # the last pair's destination, checked
-    for la, lb in progress(pairs, total=len(pairs), desc="correlate", unit="pair"):
-        src, src_built = cache.pop(la, (None, None))
-        if src is None:
-            src = load_activity(lake, release, la)
-            _check_tokens(src, release, la)
-        dst = load_activity(lake, release, lb)
-        _check_tokens(dst, release, lb)
-        if src.n_tokens != dst.n_tokens:
-            raise BadInput(f"release {release!r}: activation_sets n_tokens differ between layer {la} "
-                           f"({src.n_tokens}) and layer {lb} ({dst.n_tokens}); correlations need "
-                           f"the same tokens at both layers")
-        cols, dst_built = correlate_layers(src, dst, src_built=src_built)
-        cache = {lb: (dst, dst_built)}
-        r = cols.pop("pearson")
-        lake.write("correlations", {**cols, "dst_layer": np.full(r.size, lb, np.int32),
-                                    "pearson": pa.array(r, mask=np.isnan(r), type=pa.float64())},
-                   release=release, src_layer=int(la))
-        rows += int(r.size)
-    return f"correlate: release {release}: {rows} pairs over {len(pairs)} layer pair(s)"
+    try:
+        for (la, lb), cols in progress(zip(todo, ex.map(correlate_unit, jobs, len(todo))),
+                                       total=len(todo), desc="correlate", unit="pair"):
+            r = cols.pop("pearson")
+            lake.write("correlations", {**cols, "dst_layer": np.full(r.size, lb, np.int32),
+                                        "pearson": pa.array(r, mask=np.isnan(r), type=pa.float64())},
+                       release=release, src_layer=int(la))
+            units.commit(pair_unit(la, lb))
+            rows += int(r.size)
+    finally:
+        _LAST.clear()
+    return (f"correlate: release {release}: {rows} pairs over {len(todo)} layer pair(s)"
+            + (f"\n{units.note()}" if units.skipped else ""))
+
+
+# the destination layer of this process's last unit, (run id, release, layer) -> (Activity,
+# Built): the source of the next pair when the units run one after another in one process
+_LAST: dict[tuple, tuple[Activity, Built]] = {}
+
+
+def correlate_unit(home: str, release: str, la: int, lb: int, reuse: str | None = None
+                   ) -> dict[str, np.ndarray]:
+    """One unit of ``saew correlate`` (in this process, a worker process or a Ray task): the
+    columns of ``correlate_layers`` for the layer pair la -> lb of the lake at ``home``, each
+    layer's activations read and checked. ``reuse`` (the run id, when the units run one after
+    another in this process): keep this pair's destination for the next pair, whose source it
+    is (the same arrays, so the same figures, as reading it again)."""
+    from saew.storage.lake import Lake
+
+    lake = Lake(home)
+    src, src_built = _LAST.pop((reuse, release, la), (None, None)) if reuse else (None, None)
+    _LAST.clear()
+    if src is None:
+        src = load_activity(lake, release, la)
+        _check_tokens(src, release, la)
+    dst = load_activity(lake, release, lb)
+    _check_tokens(dst, release, lb)
+    if src.n_tokens != dst.n_tokens:
+        raise BadInput(f"release {release!r}: activation_sets n_tokens differ between layer {la} "
+                       f"({src.n_tokens}) and layer {lb} ({dst.n_tokens}); correlations need "
+                       f"the same tokens at both layers")
+    cols, dst_built = correlate_layers(src, dst, src_built=src_built)
+    if reuse:
+        _LAST[(reuse, release, lb)] = (dst, dst_built)
+    return cols
