@@ -111,11 +111,20 @@ def ablate(h, sae: TorchSAE, features, coef, real):
 
 
 def intervene(model, win: Windows, src: Point, src_sae: TorchSAE, features, dst: Point,
-              dst_sae: TorchSAE):
+              dst_sae: TorchSAE, branch: bool | None = None):
     """(clean codes, ablated codes) of the destination SAE at each row's target, [B, d_sae_dst].
 
     ``model`` is a ``compute.lm.model.LoadedModel``; ``features`` [B] int64 the source feature of
-    each row."""
+    each row. Two ways to run the clean and the ablated row, same result:
+
+    * branch (a batch without padding): the B rows run once up to the source hook, which returns
+      the 2B rows [h; h'] for the rest of the pass (the blocks before the hook are not run
+      twice; no attention mask is needed since no row is padded);
+    * twice: the 2B rows from the start (padded batches, or a model that does not take a batch
+      that grows at the hook, e.g. one whose attention mask has the input's batch size).
+    ``branch=None`` branches when the batch has no padding and falls back to twice if the
+    model refuses.
+    """
     import torch
 
     if dst.order <= src.order:
@@ -123,18 +132,30 @@ def intervene(model, win: Windows, src: Point, src_sae: TorchSAE, features, dst:
     if dst.kind not in ("resid_post", "resid_pre"):
         raise BadInput(f"hook {dst.name}: the destination must be a residual hook")
     n = len(win)
-    ids, mask = torch.cat([win.ids, win.ids]), torch.cat([win.mask, win.mask])
-    real, last = torch.cat([win.real, win.real]), torch.cat([win.last, win.last])
-    feats = torch.cat([features, features]).long()
+    padded = not bool(win.mask.all())
+    if branch is None:
+        if not padded and id(model) not in _NO_BRANCH:
+            try:
+                return intervene(model, win, src, src_sae, features, dst, dst_sae, branch=True)
+            except RuntimeError:   # shapes: this model's blocks want the input's batch size
+                _NO_BRANCH.add(id(model))
+        branch = False
+    if branch and padded:
+        raise ValueError("branching needs a batch without padding")
+    two = lambda t: torch.cat([t, t])  # noqa: E731
+    real, last, feats = two(win.real), two(win.last), two(features).long()
     coef = torch.cat([torch.zeros(n), torch.ones(n)])
     captured = {}
 
     def edit(h):
+        if branch:   # B rows in, [h; h'] out
+            return ablate(torch.cat([h, h]), src_sae, feats, coef, real)
         return ablate(h, src_sae, feats, coef, real)
 
     def capture(h):
         captured["x"] = h[torch.arange(h.shape[0]), last].to(torch.float32)
 
+    ids, mask = (win.ids, None) if branch else (two(win.ids), two(win.mask))
     with torch.inference_mode():
         if model.kind == "tl":
             _run_tl(model, ids, src, dst, edit, capture)
@@ -142,6 +163,10 @@ def intervene(model, win: Windows, src: Point, src_sae: TorchSAE, features, dst:
             _run_hf(model, ids, mask, src, dst, edit, capture)
         codes = dst_sae.encode(captured["x"])
     return codes[:n], codes[n:]
+
+
+# models (by id) whose blocks refused a batch that grows at the hook
+_NO_BRANCH: set[int] = set()
 
 
 def _first(out):

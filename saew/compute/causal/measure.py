@@ -60,6 +60,15 @@ def link_rows(row_probe: np.ndarray, link_probe: np.ndarray) -> tuple[np.ndarray
     return start[link_probe][pair_link] + offs, pair_link
 
 
+def length_batches(lens: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of at most ``batch_size`` rows of one length each (no padding, so
+    ``intervene`` runs the blocks before the source hook once for clean and ablated)."""
+    order = np.lexsort((np.arange(len(lens)), lens))
+    cuts = np.flatnonzero(np.diff(lens[order])) + 1
+    return [chunk for group in np.split(order, cuts) if len(group)
+            for chunk in np.array_split(group, -(-len(group) // batch_size))]
+
+
 def measure(model, job: Job, row_probe: np.ndarray, seqs: list[list[int]], src: Point, src_sae,
             dst: Point, dst_sae, cfg: MeasureConfig, seed: int, bar=None) -> Scores:
     """Run the job's windows (rows sorted by probe) and score every link (module docstring)."""
@@ -75,25 +84,26 @@ def measure(model, job: Job, row_probe: np.ndarray, seqs: list[list[int]], src: 
     rng = np.random.default_rng(np.random.SeedSequence(
         int(seed), spawn_key=(_CONTROL_TAG, job.src_layer, job.dst_layer, _release_key(job.src_release))))
     feats = torch.from_numpy(job.probes[row_probe].astype(np.int64))
-    for r0 in range(0, n_rows, cfg.batch_size):
-        r1 = min(n_rows, r0 + cfg.batch_size)
-        win = make_windows(seqs[r0:r1], model.prefix, model.suffix, model.pad_id)
+    pos = np.full(n_rows, -1, np.int64)         # a row's index within its batch
+    for rows in length_batches(np.asarray([len(s) for s in seqs]), cfg.batch_size):
+        pos[rows] = np.arange(len(rows))
+        win = make_windows([seqs[r] for r in rows], model.prefix, model.suffix, model.pad_id)
         clean, ablated = (c.numpy().astype(np.float64) for c in
-                          intervene(model, win, src, src_sae, feats[r0:r1], dst, dst_sae))
-        sel = (pair_row >= r0) & (pair_row < r1)
-        before[sel] = clean[pair_row[sel] - r0, target[sel]]
-        after[sel] = ablated[pair_row[sel] - r0, target[sel]]
+                          intervene(model, win, src, src_sae, feats[torch.from_numpy(rows)], dst, dst_sae))
+        sel = np.flatnonzero(np.isin(pair_row, rows))
+        at = pos[pair_row[sel]]
+        before[sel] = clean[at, target[sel]]
+        after[sel] = ablated[at, target[sel]]
         # controls: a random active destination feature per row, never a target of its source
         key = rng.random(clean.shape)
         key[clean <= 0] = np.inf
-        key[pair_row[sel] - r0, target[sel]] = np.inf
+        key[at, target[sel]] = np.inf
         ctrl = key.argmin(axis=1)
-        has = np.isfinite(key[np.arange(r1 - r0), ctrl])
-        idx = np.arange(r1 - r0)[has]
-        c_before[r0 + idx] = clean[idx, ctrl[has]]
-        c_after[r0 + idx] = ablated[idx, ctrl[has]]
+        has = np.isfinite(key[np.arange(len(rows)), ctrl])
+        c_before[rows[has]] = clean[has, ctrl[has]]
+        c_after[rows[has]] = ablated[has, ctrl[has]]
         if bar is not None:
-            bar.update(r1 - r0)
+            bar.update(len(rows))
     n_tok = np.bincount(pair_link, minlength=n_links).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         act_before = np.bincount(pair_link, before, minlength=n_links) / n_tok

@@ -171,3 +171,35 @@ def test_destination_before_source_is_refused(lin2):
     with pytest.raises(BadInput, match="is not after"):
         intervene(model, make_windows([[1, 2]], [], [], 0), Point(1, "resid_post"), sae,
                   torch.tensor([0]), Point(0, "resid_post"), sae)
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=4, vocab_size=50)
+    return LoadedModel(ModelSpec("tiny-llama", 3, 32), None, LlamaModel(cfg).eval(), "hf", [], [])
+
+
+@pytest.mark.parametrize("which", ["lin2", "llama", "tl", "minilm"])
+def test_branching_at_the_hook_equals_running_twice(lin2, which):
+    """A batch without padding runs the blocks before the source hook once ([h; h'] after it):
+    the same codes as the 2B rows run from the start, on a causal HF model (LLaMA), a
+    TransformerLens model and a bidirectional one (minilm; a model whose blocks refuse a batch
+    that grows at the hook falls back to running twice)."""
+    from saew.compute.lm.load import load_model, load_model_from_tl
+    from tests.factories_harvest import tiny_tl_model
+
+    model = {"lin2": lambda: lin2[0], "llama": _tiny_llama, "tl": lambda: load_model_from_tl(tiny_tl_model()),
+             "minilm": lambda: load_model("minilm")}[which]()
+    d = model.spec.d_model
+    src, dst = TorchSAE.from_params(make_sae(d, 16, "relu", seed=8)), TorchSAE.from_params(make_sae(d, 12, "relu", seed=9))
+    seqs = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [4, 4, 2, 9, 1]]
+    win = make_windows(seqs, model.prefix, model.suffix, model.pad_id)
+    feats = torch.tensor([0, 3, 5])
+    args = (model, win, Point(0, "resid_post"), src, feats, Point(1, "resid_post"), dst)
+    auto, twice = intervene(*args), intervene(*args, branch=False)
+    for a, b in zip(auto, twice):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(twice[0], twice[1]) or which == "lin2"
