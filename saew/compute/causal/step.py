@@ -68,7 +68,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=MeasureConfig.batch_size,
                    help=f"windows per forward pass (default {MeasureConfig.batch_size})")
     p.add_argument("--layers", default=None,
-                   help="only the layer pairs whose destination layer is in A-B (or L; default all)")
+                   help="only the layer pairs whose destination layer is in L, A-B or a list of them (1,5,10-12; default all)")
     p.add_argument("--model", default=None, help="the model to run (default: the one the release's SAEs name)")
 
 
@@ -79,15 +79,20 @@ def run(args, ctx) -> str:
 
 
 def _layer_range(spec_: str | None) -> set[int] | None:
+    """``--layers``: L, A-B, or several of them joined by commas (``1,5,10-12``)."""
     if spec_ is None:
         return None
-    try:
-        lo, hi = (int(x) for x in spec_.split("-", 1)) if "-" in spec_[1:] else (int(spec_),) * 2
-    except ValueError:
-        raise BadInput(f"--layers {spec_!r}: expected A-B or L") from None
-    if lo < 0 or hi < lo:
-        raise BadInput(f"--layers {spec_!r}: expected 0 <= A <= B")
-    return set(range(lo, hi + 1))
+    out: set[int] = set()
+    for part in spec_.split(","):
+        part = part.strip()
+        try:
+            lo, hi = (int(x) for x in part.split("-", 1)) if "-" in part[1:] else (int(part),) * 2
+        except ValueError:
+            raise BadInput(f"--layers {spec_!r}: expected L, A-B or a comma-separated list of them") from None
+        if lo < 0 or hi < lo:
+            raise BadInput(f"--layers {spec_!r}: expected 0 <= A <= B")
+        out |= set(range(lo, hi + 1))
+    return out
 
 
 def _model_name(lake, release: str, given: str | None) -> str:

@@ -92,6 +92,7 @@ def test_every_link_family_verified_and_rerun_replaces_only_its_link(home):
     (["--release", R, "--sample", "100000"], "--sample 100000: match links t layer 0 -> t layer 1 has only"),
     (["--release", R, "--sample", "0"], "--sample 0: must be at least 1"),
     (["--release", R, "--layers", "5-7"], "--layers 5-7: no layer pair"),
+    (["--release", R, "--layers", "1,x"], "--layers '1,x': expected L, A-B"),
 ])
 def test_bad_inputs_one_line_exit_2_nothing_written(home, argv, message):
     code, out, err = run_saew(home, "verify", *argv)
