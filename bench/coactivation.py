@@ -1,7 +1,7 @@
 """Benchmark ``saew coactivation`` (and ``saew correlate``) against scipy's plain A^T A.
 
     .venv/bin/python bench/coactivation.py [--tokens 600000] [--k 32] [--d-sae 32768]
-                                           [--dist zipf|uniform] [--correlate]
+                                           [--dist zipf|uniform] [--correlate] [--shard-tokens S]
 
 Builds one synthetic release (two layers with --correlate) of ``--tokens`` tokens with ``--k``
 active features each (drawn without repetition per token, from a Zipf-like frequency law
@@ -59,7 +59,8 @@ def synth(tokens: int, k: int, d: int, dist: str, seed: int) -> tuple[np.ndarray
     return tok[keep], feat[keep].astype(np.int32), val[keep]
 
 
-def build_home(home: Path, tokens: int, k: int, d: int, dist: str, layers: int, release: str) -> None:
+def build_home(home: Path, tokens: int, k: int, d: int, dist: str, layers: int, release: str,
+               shard_tokens: int | None = None) -> None:
     from tests.factories import make_sae, put_sae
     from saew.storage import catalog
     from saew.storage.lake import Lake
@@ -69,8 +70,11 @@ def build_home(home: Path, tokens: int, k: int, d: int, dist: str, layers: int, 
         put_sae(lake, release, layer, make_sae(d_in=4, d_sae=d, seed=layer))
         tok, feat, val = synth(tokens, k, d, dist, seed=100 + layer)
         with lake.transaction():
-            lake.write("activations", {"token_id": tok, "feature": feat, "value": val},
-                       release=release, layer=layer)
+            step = shard_tokens or tokens
+            for s in range(0, tokens, step):   # token shards, as `saew harvest --shard-tokens` writes them
+                a, b = np.searchsorted(tok, [s, s + step])
+                lake.write("activations", {"token_id": tok[a:b], "feature": feat[a:b], "value": val[a:b]},
+                           release=release, layer=layer, shard=s // step)
             lake.write("activation_sets", {"n_tokens": [tokens], "source": ["bench"], "run_id": ["bench"]},
                        release=release, layer=layer)
     catalog.refresh(lake)
@@ -116,6 +120,8 @@ def main() -> None:
     ap.add_argument("--dist", choices=["zipf", "uniform"], default="zipf")
     ap.add_argument("--correlate", action="store_true")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--shard-tokens", type=int, default=None,
+                    help="write the activations in token shards of this size (default: one)")
     a = ap.parse_args()
     py = str(ROOT / ".venv" / "bin" / "python")
     with tempfile.TemporaryDirectory(prefix="saew-bench-") as tmp:
@@ -124,9 +130,9 @@ def main() -> None:
         for step in ("coactivation", "correlate"):
             child([py, "-m", "saew", step, "--release", "warm", "--home", str(home)])
         t0 = time.perf_counter()
-        build_home(home, a.tokens, a.k, a.d_sae, a.dist, 2 if a.correlate else 1, "bench")
+        build_home(home, a.tokens, a.k, a.d_sae, a.dist, 2 if a.correlate else 1, "bench", a.shard_tokens)
         print(f"setup: {time.perf_counter() - t0:.1f}s ({a.tokens} tokens x {a.k} active x "
-              f"{a.d_sae} features, {a.dist})")
+              f"{a.d_sae} features, {a.dist}, shards of {a.shard_tokens or a.tokens} tokens)")
         res: dict[str, dict] = {}
         if not a.no_baseline:
             wall, peak, out, cpu = child([py, "-c", BASELINE, str(home), "bench", str(a.d_sae)])

@@ -2,8 +2,8 @@
 
 A step reads another step's output through these (never by importing that step):
 ``adjacent_pairs`` (match, evaluate), ``pick_embedder`` / ``load_embeddings`` (the text-space
-match, cluster and transport), ``activation_layers`` / ``n_tokens`` / ``load_activity``
-(coactivation, correlate, communities).
+match, cluster and transport), ``activation_layers`` / ``n_tokens`` / ``load_activity`` /
+``token_blocks`` (coactivation, correlate, communities; a sharded layer is read block by block).
 """
 from __future__ import annotations
 
@@ -103,15 +103,21 @@ def n_tokens(lake: Lake, release: str, layer: int) -> int | None:
     return None if r.num_rows == 0 else int(r.column("n_tokens")[0].as_py())
 
 
-def load_activity(lake: Lake, release: str, layer: int) -> Activity:
-    """Read one layer's active entries (value > 0) and check them against the SAE and N."""
+def load_activity(lake: Lake, release: str, layer: int,
+                  tokens: tuple[int | None, int | None] = (None, None)) -> Activity:
+    """Read one layer's active entries (value > 0) and check them against the SAE and N.
+
+    ``tokens = (lo, hi)`` reads only the token ids lo <= token_id < hi (None: unbounded), one
+    block of a sharded layer (``token_blocks``)."""
     width = sae_width(lake, release, layer)
+    lo, hi = tokens
+    rng = "".join([" AND token_id >= ?" if lo is not None else "", " AND token_id < ?" if hi is not None else ""])
     con = lake.connect()
     try:
         cols = con.sql(
             "SELECT token_id, feature, value FROM activations "
-            "WHERE release = ? AND layer = ? AND value > 0",
-            params=[release, int(layer)]).fetchnumpy()
+            f"WHERE release = ? AND layer = ? AND value > 0{rng}",
+            params=[release, int(layer), *(int(b) for b in tokens if b is not None)]).fetchnumpy()
     finally:
         con.close()
     tok = np.ascontiguousarray(cols["token_id"], dtype=np.int64)
@@ -125,3 +131,18 @@ def load_activity(lake: Lake, release: str, layer: int) -> Activity:
         raise BadInput(f"{where}: negative token_id {int(tok.min())}")
     n = n_tokens(lake, release, layer)
     return Activity(tok, feat, val, width, n)
+
+
+def token_blocks(lake: Lake, release: str, layer: int) -> list[tuple[int | None, int | None]]:
+    """The token-id ranges [lo, hi) a step reads one layer's activations in: one per ``shard``
+    partition (``saew harvest --shard-tokens``), in ascending token order, together covering
+    every token id (the first unbounded below, the last above). A single block (None, None)
+    when the layer has one shard, or shards whose token ranges overlap."""
+    r = lake.query("SELECT shard, min(token_id) AS lo, max(token_id) AS hi FROM activations "
+                   "WHERE release = ? AND layer = ? GROUP BY shard ORDER BY lo",
+                   [release, int(layer)]).to_pydict()
+    lo, hi = r["lo"], r["hi"]
+    if len(lo) < 2 or any(lo[i + 1] <= hi[i] for i in range(len(lo) - 1)):
+        return [(None, None)]
+    cuts = [None, *lo[1:], None]
+    return list(zip(cuts[:-1], cuts[1:]))

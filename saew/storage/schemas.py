@@ -24,6 +24,10 @@ class TableSpec:
     partition_by: tuple[str, ...]
     key: tuple[str, ...]
     description: str = ""
+    # trailing partition columns a write may leave out, with the value it then gets; such a
+    # write is the whole slice above them and replaces all of their partitions (an activations
+    # layer written without ``shard`` is shard 0, and drops the layer's other shards)
+    partition_defaults: tuple[tuple[str, object], ...] = ()
 
     @property
     def data_schema(self) -> pa.Schema:
@@ -75,9 +79,10 @@ _SPECS = [
         ("release", S), ("token_id", L), ("doc", I), ("pos", I), ("token", S)),
         ("release",), ("release", "token_id"), "Tokens of the harvested corpus."),
     TableSpec("activations", _s(
-        ("release", S), ("layer", I), ("token_id", L), ("feature", I), ("value", F)),
-        ("release", "layer"), ("release", "layer", "token_id", "feature"),
-        "Non-zero SAE activations."),
+        ("release", S), ("layer", I), ("shard", I), ("token_id", L), ("feature", I), ("value", F)),
+        ("release", "layer", "shard"), ("release", "layer", "token_id", "feature"),
+        "Non-zero SAE activations; shard: the token shard of a harvest (token_id // --shard-tokens), "
+        "0 for a layer written whole.", partition_defaults=(("shard", 0),)),
     TableSpec("activation_sets", _s(
         ("release", S), ("layer", I), ("n_tokens", L), ("source", S), ("run_id", S)),
         ("release", "layer"), ("release", "layer"),

@@ -15,11 +15,16 @@ row first, so the result is written straight into its final arrays (no feature x
 matrix, dense or sparse, ever exists beyond one row per thread, and there is no Python loop
 over features or pairs).
 
+A layer harvested in token shards is counted shard by shard (``storage.reads.token_blocks``):
+n_ab is a sum over tokens, so the counts of the shards are added pair by pair (a linear merge
+of two (a, b)-sorted lists, ``kernels.merge_counts``) and equal one count over the whole layer
+exactly; memory holds one shard's activations and the pairs found so far.
+
 The activations are read by ``storage.reads.load_activity``; the incidence matrices are built
 by ``compute.activations.incidence``.
 Each layer is a unit (``coactivation_unit`` through ``--executor``, reading its layer from
-the lake; in a worker process the kernels run on one thread), committed as it is done: a
-failure keeps the layers before it and a re-run does only the rest.
+the lake; in a worker process the kernels run on one thread), committed as it is done: a failure keeps the layers before it and a
+re-run does only the rest.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from saew.compute.activations.incidence import Incidence, incidence, token_rows
 from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
 from saew.progress import progress
-from saew.storage.reads import Activity, activation_layers, load_activity
+from saew.storage.reads import Activity, activation_layers, load_activity, token_blocks
 
 LOCAL_WORKERS = 1   # --executor local: layers in this process (the kernels use every core)
 
@@ -39,7 +44,8 @@ def _jit():
     """The compiled kernels (``compute/activations/kernels.py``), imported on first use."""
     from saew.compute.activations import kernels
 
-    return {"pair_row_sizes": kernels.pair_row_sizes, "pair_rows": kernels.pair_rows}
+    return {"pair_row_sizes": kernels.pair_row_sizes, "pair_rows": kernels.pair_rows,
+            "merge_counts": kernels.merge_counts}
 
 
 def _n_chunks(d: int) -> int:
@@ -74,12 +80,34 @@ def coactivation_counts(act: Activity) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return pair_counts(inc)
 
 
+def add_counts(total: tuple[np.ndarray, ...] | None, part: tuple[np.ndarray, ...]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n_ab of the union of two disjoint token sets: the pairs of both (each sorted by (a, b)),
+    n_ab added where a pair is in both. Integer counts, so the sum over the token shards of a
+    layer is exactly the count over the whole layer, in any order (associative)."""
+    if total is None:
+        return part
+    return _jit()["merge_counts"](*total, *part)
+
+
+def layer_coactivation(lake, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n_ab of one layer, counted block by block over its token shards (``storage.reads.
+    token_blocks``) and added (``add_counts``): memory holds one shard's incidence and the
+    pairs found so far, never the layer's activations."""
+    total = None
+    for block in token_blocks(lake, release, layer):
+        act = load_activity(lake, release, layer, tokens=block)
+        total = add_counts(total, coactivation_counts(act))
+        del act
+    return total
+
+
 def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One unit of ``saew coactivation`` (in this process, a worker process or a Ray task): the
-    n_ab of one layer of the lake at ``home``."""
+    n_ab of one layer of the lake at ``home`` (``layer_coactivation``)."""
     from saew.storage.lake import Lake
 
-    return coactivation_counts(load_activity(Lake(home), release, layer))
+    return layer_coactivation(Lake(home), release, layer)
 
 
 # ---------------------------------------------------------------------------- command

@@ -21,23 +21,40 @@ def check_examples(k: int) -> None:
         raise BadInput(f"--examples {k}: must be 0 or more")
 
 
+def token_table(batches: list) -> tuple[dict, TokenTable]:
+    """The ``tokens`` columns of a run's batches (their token metadata: token_ids, doc, pos and
+    tokens, a list of str or a string Arrow array) and the same tokens ordered by token_id."""
+    token_id = np.concatenate([b.token_ids for b in batches])
+    doc = np.concatenate([b.doc for b in batches])
+    pos = np.concatenate([b.pos for b in batches])
+    token = pa.concat_arrays([b.tokens if isinstance(b.tokens, pa.Array) else pa.array(b.tokens, pa.string())
+                              for b in batches])
+    order = np.argsort(token_id, kind="stable")
+    return ({"token_id": token_id, "doc": doc, "pos": pos, "token": token},
+            TokenTable(token_id[order], doc[order], pos[order], token.take(pa.array(order))))
+
+
+def write_layer_meta(lake, release: str, layer: int, run_id: str, n_seen: int,
+                     sel: ExampleSelector, toks: TokenTable, codes) -> None:
+    """One harvested layer's ``examples`` (``codes``: its sparse codes, or a lookup function,
+    see ``examples.example_rows``) and its ``activation_sets`` row (N = ``n_seen``)."""
+    lake.write("examples", example_rows(sel, toks, codes), release=release, layer=int(layer))
+    lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
+                                   "run_id": [run_id]}, release=release, layer=int(layer))
+
+
 def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int, list],
                   corpus: str, selectors: dict[int, ExampleSelector] | None = None,
                   n_examples: int = DEFAULT_EXAMPLES) -> tuple[int, dict[int, float]]:
     """Write ``tokens`` (from the batches' token metadata), one ``activations`` partition per
-    layer (the concatenated COO pieces), ``activation_sets`` and ``examples`` (from ``selectors``
-    when the caller streamed the batches through them, else selected here over the pieces);
-    (tokens seen, mean L0 per layer)."""
+    layer (the concatenated COO pieces, the layer written whole: shard 0), ``activation_sets``
+    and ``examples`` (from ``selectors`` when the caller streamed the batches through them, else
+    selected here over the pieces); (tokens seen, mean L0 per layer)."""
     n_seen = sum(len(b) for b in batches)
     if n_seen == 0:
         raise BadInput(f"--corpus {corpus}: produced no tokens")
-    token_id = np.concatenate([b.token_ids for b in batches])
-    doc = np.concatenate([b.doc for b in batches])
-    pos = np.concatenate([b.pos for b in batches])
-    token = pa.array([t for b in batches for t in b.tokens], pa.string())
-    lake.write("tokens", {"token_id": token_id, "doc": doc, "pos": pos, "token": token}, release=release)
-    order = np.argsort(token_id, kind="stable")
-    toks = TokenTable(token_id[order], doc[order], pos[order], token.take(pa.array(order)))
+    cols, toks = token_table(batches)
+    lake.write("tokens", cols, release=release)
     n_active = {}
     for L in sorted(coo):
         pieces = coo.pop(L)
@@ -50,9 +67,7 @@ def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int,
         tid, feat, val = (np.concatenate([p[i] for p in pieces]) for i in range(3))
         lake.write("activations", {"token_id": tid, "feature": feat, "value": val},
                    release=release, layer=int(L))
-        lake.write("examples", example_rows(sel, toks, (tid, feat, val)), release=release, layer=int(L))
-        lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
-                                       "run_id": [run_id]}, release=release, layer=int(L))
+        write_layer_meta(lake, release, L, run_id, n_seen, sel, toks, (tid, feat, val))
         n_active[int(L)] = len(val) / n_seen
     return n_seen, n_active
 

@@ -25,6 +25,15 @@ the next (its incidence reused when both pairs map tokens to the same rows).
 Each layer pair is a unit (``correlate_unit`` through ``--executor``, reading its layers from
 the lake; in a worker process the kernel runs on one thread), committed as it is done: a
 failure keeps the pairs before it and a re-run does only the rest.
+
+Token shards (``saew harvest --shard-tokens``): both layers are read block by block over the
+token ranges of the source layer's shards (``storage.reads.token_blocks``). Every statistic is
+a sum over tokens, so the blocks' sums are added: the per-feature sums and the running
+(n_both, sxy) of every co-occurring pair (CSR rows, ``kernels.cross_rows``) continue from the
+earlier blocks with the same float additions in the same order as one unsharded pass (tokens
+ascending), and the last block's kernel starts from them and selects the top 16. The result is
+bit-for-bit the unsharded one; memory holds one block and the running pairs (at most
+d_sae(l) x d_sae(l'), in practice the pairs that ever co-occur), never a whole layer.
 """
 from __future__ import annotations
 
@@ -37,19 +46,17 @@ from saew.progress import progress
 
 from saew.compute.activations.incidence import Incidence, incidence, token_rows
 from saew.compute.options import add_executor_arguments
-from saew.storage.reads import Activity, activation_layers, load_activity
+from saew.storage.reads import Activity, activation_layers, load_activity, token_blocks
 
 TOP_K = 16
 LOCAL_WORKERS = 1   # --executor local: pairs in this process (the kernel uses every core)
 
 
-def _jit():
+def _kernels():
     """The compiled kernels (``compute/activations/kernels.py``), imported on first use."""
     from saew.compute.activations import kernels
 
-    return {"top_correlations": kernels.top_correlations, "pearson": kernels.pearson}
-
-
+    return kernels
 
 
 @dataclass
@@ -67,47 +74,154 @@ def _built(act: Activity, rows: np.ndarray, n_rows: int, cached: Built | None) -
     return Built(rows, n_rows, incidence(rows, act.feature, act.value, n_rows, act.d_sae))
 
 
-def correlate_layers(src: Activity, dst: Activity, k: int = TOP_K, src_built: Built | None = None
-                     ) -> tuple[dict[str, np.ndarray], Built]:
-    """Top-k correlated destination features per source feature (see module docstring).
+@dataclass
+class Sums:
+    """A layer's per-feature running sums over the token blocks read so far: cnt = #tokens
+    with x > 0, s = sum x, ss = sum x^2, added in token-major order (``kernels.feature_sums``)."""
+    cnt: np.ndarray
+    s: np.ndarray
+    ss: np.ndarray
 
-    Returns columns src_feature, dst_feature, n_src, n_dst, n_both, pearson (NaN = NULL), and
-    the destination's incidence for the next pair (``src_built``: this source's, if it was
-    built on the same token rows; the same arrays, so the same figures, as building it anew).
-    """
-    n = src.n_tokens
-    (rs, rd), n_rows = token_rows(src.token_id, dst.token_id)
-    xs = _built(src, rs, n_rows, src_built).inc
-    dst_built = _built(dst, rd, n_rows, None)
-    yd = dst_built.inc
-    xv = src.value.astype(np.float64)
-    yv = dst.value.astype(np.float64)
-    sx = np.bincount(src.feature, weights=xv, minlength=src.d_sae)
-    sxx = np.bincount(src.feature, weights=xv * xv, minlength=src.d_sae)
-    sy = np.bincount(dst.feature, weights=yv, minlength=dst.d_sae)
-    syy = np.bincount(dst.feature, weights=yv * yv, minlength=dst.d_sae)
-    n_src = np.diff(xs.f_ptr)
-    n_dst = np.diff(yd.f_ptr)
-    out_j, out_n, out_r = _jit()["top_correlations"](
-        xs.f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, src.d_sae, dst.d_sae,
-        sx, sxx, sy, syy, float(n), k, int(max(1, min(src.d_sae, 1024))))
+    @classmethod
+    def zeros(cls, d: int) -> "Sums":
+        return cls(np.zeros(d, np.int64), np.zeros(d, np.float64), np.zeros(d, np.float64))
+
+    def add(self, inc: Incidence) -> None:
+        _kernels().feature_sums(inc.t_feat, inc.t_val, self.cnt, self.s, self.ss)
+
+
+@dataclass
+class Pairs:
+    """Running (n_both, sxy) of every co-occurring pair (i, j) over the blocks read so far, as
+    CSR rows per source feature with j ascending (``kernels.cross_rows``)."""
+    ptr: np.ndarray
+    j: np.ndarray
+    n: np.ndarray
+    xy: np.ndarray
+
+    @classmethod
+    def empty(cls, d_src: int) -> "Pairs":
+        return cls(np.zeros(d_src + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64),
+                   np.zeros(0, np.float64))
+
+    def add(self, xs: Incidence, yd: Incidence) -> "Pairs":
+        """The sums after one more block (xs feature-major, yd token-major, same token rows)."""
+        k = _kernels()
+        nc = _n_chunks(xs.d)
+        sizes = k.cross_row_sizes(xs.f_ptr, xs.f_tok, yd.t_ptr, yd.t_feat, xs.d, yd.d,
+                                  self.ptr, self.j, nc)
+        ptr = np.zeros(xs.d + 1, np.int64)
+        np.cumsum(sizes, out=ptr[1:])
+        out = Pairs(ptr, np.empty(int(ptr[-1]), np.int32), np.empty(int(ptr[-1]), np.int64),
+                    np.empty(int(ptr[-1]), np.float64))
+        k.cross_rows(xs.f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, xs.d, yd.d,
+                     self.ptr, self.j, self.n, self.xy, nc, ptr, out.j, out.n, out.xy)
+        return out
+
+
+def _n_chunks(d: int) -> int:
+    return int(max(1, min(d, 1024)))
+
+
+def _top(xs: Incidence, yd: Incidence, sx: Sums, sy: Sums, n: int, k: int, prev: Pairs
+         ) -> dict[str, np.ndarray]:
+    """The stored columns from the last block and the sums of every block (see module docstring)."""
+    out_j, out_n, out_r = _kernels().top_correlations(
+        xs.f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, xs.d, yd.d,
+        sx.s, sx.ss, sy.s, sy.ss, float(n), k, _n_chunks(xs.d), prev.ptr, prev.j, prev.n, prev.xy)
     keep = out_j.ravel() >= 0
-    src_f = np.repeat(np.arange(src.d_sae, dtype=np.int32), k)[keep]
+    src_f = np.repeat(np.arange(xs.d, dtype=np.int32), k)[keep]
     dst_f = out_j.ravel()[keep]
     return {"src_feature": src_f, "dst_feature": dst_f,
-            "n_src": n_src[src_f].astype(np.int64), "n_dst": n_dst[dst_f].astype(np.int64),
-            "n_both": out_n.ravel()[keep], "pearson": out_r.ravel()[keep]}, dst_built
+            "n_src": sx.cnt[src_f].astype(np.int64), "n_dst": sy.cnt[dst_f].astype(np.int64),
+            "n_both": out_n.ravel()[keep], "pearson": out_r.ravel()[keep]}
 
 
-def _check_tokens(act: Activity, release: str, layer: int) -> None:
+def correlate_blocks(blocks: list, k: int = TOP_K, src_built: Built | None = None
+                     ) -> tuple[dict[str, np.ndarray], Built | None]:
+    """Top-k correlated destination features per source feature over token blocks.
+
+    ``blocks``: one loader per block, each returning (src Activity, dst Activity) of one token
+    range; the ranges are disjoint and in ascending token order. Every sum (sx, sxx, n_src per
+    source feature, the same per destination feature, sxy and n_both per pair) continues from
+    the earlier blocks with the additions one pass over all the tokens makes, in the same order,
+    so the result does not depend on how the tokens are sharded (bit for bit). Memory: one
+    block's incidences and the running pairs. Returns columns src_feature, dst_feature, n_src,
+    n_dst, n_both, pearson (NaN = NULL), and, for a single block, the destination's incidence
+    for the next pair (``src_built``: this source's, if built on the same token rows).
+    """
+    if not blocks:
+        raise ValueError("correlate_blocks: no blocks")
+    for b, load in enumerate(blocks):
+        src, dst = load()
+        if b == 0:
+            n = src.n_tokens
+            sx, sy, prev = Sums.zeros(src.d_sae), Sums.zeros(dst.d_sae), Pairs.empty(src.d_sae)
+        (rs, rd), n_rows = token_rows(src.token_id, dst.token_id)
+        xs = _built(src, rs, n_rows, src_built if len(blocks) == 1 else None).inc
+        dst_built = _built(dst, rd, n_rows, None)
+        del src, dst, rs, rd
+        sx.add(xs)
+        sy.add(dst_built.inc)
+        if b < len(blocks) - 1:
+            prev = prev.add(xs, dst_built.inc)
+            del xs, dst_built
+    return _top(xs, dst_built.inc, sx, sy, n, k, prev), (dst_built if len(blocks) == 1 else None)
+
+
+def correlate_layers(src: Activity, dst: Activity, k: int = TOP_K, src_built: Built | None = None
+                     ) -> tuple[dict[str, np.ndarray], Built]:
+    """Top-k correlated destination features per source feature of two layers read whole
+    (one block of ``correlate_blocks``)."""
+    return correlate_blocks([lambda: (src, dst)], k, src_built)
+
+
+def _check_tokens(act: Activity, release: str, layer: int, seen: int = 0) -> int:
+    """Tokens with activity so far (``seen`` in earlier blocks plus this block's); BadInput if
+    the layer has no N or more active tokens than N."""
     where = f"release {release!r} layer {layer}"
     if act.n_tokens is None:
         raise BadInput(f"{where}: no activation_sets row (N, the number of tokens); "
                        f"ingest the activations with `saew ingest activations` or `saew harvest`")
-    seen = np.unique(act.token_id).size if act.nnz else 0
+    seen += np.unique(act.token_id).size if act.nnz else 0
     if seen > act.n_tokens:
         raise BadInput(f"{where}: activations cover {seen} tokens but activation_sets says "
                        f"n_tokens = {act.n_tokens}")
+    return seen
+
+
+def correlate_pair(lake, release: str, la: int, lb: int, k: int = TOP_K,
+                   cached: tuple[Activity, Built] | None = None
+                   ) -> tuple[dict[str, np.ndarray], tuple[Activity, Built] | None]:
+    """The correlations of layer pair la -> lb, both layers read block by block over the token
+    ranges of la's shards (``storage.reads.token_blocks``) and checked against activation_sets.
+    ``cached``: la's checked Activity and incidence from the previous pair (when la is read in
+    one block); returns lb's for the next pair when lb was read in one block."""
+    blocks = token_blocks(lake, release, la)
+    one = len(blocks) == 1
+    seen = {la: 0, lb: 0}
+    last: dict[str, Activity] = {}
+
+    def loader(lo_hi):
+        def load() -> tuple[Activity, Activity]:
+            if one and cached is not None:
+                src = cached[0]
+            else:
+                src = load_activity(lake, release, la, tokens=lo_hi)
+                seen[la] = _check_tokens(src, release, la, seen[la])
+            dst = load_activity(lake, release, lb, tokens=lo_hi)
+            seen[lb] = _check_tokens(dst, release, lb, seen[lb])
+            if src.n_tokens != dst.n_tokens:
+                raise BadInput(f"release {release!r}: activation_sets n_tokens differ between layer "
+                               f"{la} ({src.n_tokens}) and layer {lb} ({dst.n_tokens}); correlations "
+                               f"need the same tokens at both layers")
+            last["dst"] = dst
+            return src, dst
+        return load
+
+    cols, dst_built = correlate_blocks([loader(b) for b in blocks], k,
+                                       cached[1] if one and cached is not None else None)
+    return cols, (None if dst_built is None else (last["dst"], dst_built))
 
 
 def add_arguments(p) -> None:
@@ -159,25 +273,15 @@ _LAST: dict[tuple, tuple[Activity, Built]] = {}
 def correlate_unit(home: str, release: str, la: int, lb: int, reuse: str | None = None
                    ) -> dict[str, np.ndarray]:
     """One unit of ``saew correlate`` (in this process, a worker process or a Ray task): the
-    columns of ``correlate_layers`` for the layer pair la -> lb of the lake at ``home``, each
-    layer's activations read and checked. ``reuse`` (the run id, when the units run one after
-    another in this process): keep this pair's destination for the next pair, whose source it
-    is (the same arrays, so the same figures, as reading it again)."""
+    columns of ``correlate_pair`` for the layer pair la -> lb of the lake at ``home``.
+    ``reuse`` (the run id, when the units run one after another in this process): keep this
+    pair's destination for the next pair, whose source it is (the same arrays, so the same
+    figures, as reading it again)."""
     from saew.storage.lake import Lake
 
-    lake = Lake(home)
-    src, src_built = _LAST.pop((reuse, release, la), (None, None)) if reuse else (None, None)
+    cached = _LAST.pop((reuse, release, la), None) if reuse else None
     _LAST.clear()
-    if src is None:
-        src = load_activity(lake, release, la)
-        _check_tokens(src, release, la)
-    dst = load_activity(lake, release, lb)
-    _check_tokens(dst, release, lb)
-    if src.n_tokens != dst.n_tokens:
-        raise BadInput(f"release {release!r}: activation_sets n_tokens differ between layer {la} "
-                       f"({src.n_tokens}) and layer {lb} ({dst.n_tokens}); correlations need "
-                       f"the same tokens at both layers")
-    cols, dst_built = correlate_layers(src, dst, src_built=src_built)
-    if reuse:
-        _LAST[(reuse, release, lb)] = (dst, dst_built)
+    cols, nxt = correlate_pair(Lake(home), release, la, lb, cached=cached)
+    if reuse and nxt is not None:
+        _LAST[(reuse, release, lb)] = nxt
     return cols

@@ -186,7 +186,8 @@ def example_rows(sel: ExampleSelector, toks: TokenTable, codes: tuple[np.ndarray
                  before: int = BEFORE, after: int = AFTER) -> dict:
     """The ``examples`` columns of one layer: the selected examples with their windows.
 
-    ``codes`` is the layer's full sparse (token_id, feature, value), read once for the window acts.
+    ``codes`` is the layer's full sparse (token_id, feature, value), read once for the window acts,
+    or a function (token_id, feature) -> the activation there (0 where absent), e.g. a lake read.
     """
     feat, kind, rank, tid, val = sel.selected()
     n_tok = len(toks.token_id)
@@ -199,7 +200,8 @@ def example_rows(sel: ExampleSelector, toks: TokenTable, codes: tuple[np.ndarray
         (toks.pos[c] == toks.pos[peak_at][:, None] + offs[None, :])
     flat = c[ok]
     row_feat = np.broadcast_to(feat[:, None], ok.shape)[ok]
-    acts = lookup(codes, toks.token_id[flat], row_feat, sel.d_sae)
+    acts = codes(toks.token_id[flat], row_feat) if callable(codes) else \
+        lookup(codes, toks.token_id[flat], row_feat, sel.d_sae)
     offsets = pa.array(np.r_[0, np.cumsum(ok.sum(1))].astype(np.int32))
     return {"feature": feat, "kind": kind, "rank": rank, "token_id": tid,
             "tokens": pa.ListArray.from_arrays(offsets, toks.token.take(pa.array(flat, pa.int64()))),

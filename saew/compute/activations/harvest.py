@@ -5,19 +5,29 @@ For each batch of tokens the model's residual stream is captured at each SAE's h
 layer's SAE (``sae.encode.TorchSAE``: relu / jumprelu / topk, ``apply_b_dec_to_input``,
 ``layer_norm`` input normalisation). Only the non-zero activations are kept, as sparse COO
 pieces per layer (token_id int64, feature int32, value float32); nothing dense outlives a batch.
-Writes ``tokens`` (one partition per release), ``activations`` (one partition per layer, all
-non-zero values), ``activation_sets`` (n_tokens = every token seen, active or not) and
-``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected batch by
-batch as the run goes: ``compute.activations.examples``).
+
+Token shards (``--shard-tokens`` S, default 1,000,000): shard s holds the token ids
+[s S, (s + 1) S). Each shard is a unit of work: as soon as the run has passed its last token,
+its codes are written as ``activations`` partitions ``layer=L/shard=s`` of every layer and
+committed (``Lake.commit_unit``, unit ``shard=s``), so memory holds one shard of codes, never a
+whole layer. The first unit also drops the release's previous activations, activation sets,
+examples and tokens of these layers (a half-finished re-run is never mixed with the old one:
+its layers have no ``activation_sets`` row until the run ends). The last unit writes ``tokens``
+(one partition per release), ``activation_sets`` (n_tokens = every token seen, active or not)
+and ``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected
+batch by batch as the run goes: ``compute.activations.examples``; the window activations are
+read back from the committed shards).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
-from saew.compute.activations.codes import check_examples, sparse_rows, write_harvest
+from saew.compute.activations.codes import check_examples, sparse_rows, token_table, write_layer_meta
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
+from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
 from saew.errors import BadInput
 from saew.progress import progress
 from saew.storage.saes import load_sae, require_release
@@ -32,6 +42,7 @@ class HarvestConfig:
     batch_size: int = 8
     seq_len: int = 128
     examples: int = DEFAULT_EXAMPLES
+    shard_tokens: int = DEFAULT_SHARD_TOKENS
 
 
 def add_arguments(p) -> None:
@@ -44,11 +55,15 @@ def add_arguments(p) -> None:
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
     p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
                    help=f"top activation examples kept per feature (default {DEFAULT_EXAMPLES}; 0: none)")
+    p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS,
+                   help=f"tokens per shard, the unit written and committed at once (default "
+                        f"{DEFAULT_SHARD_TOKENS:,}); memory holds one shard's codes")
 
 
 def run(args, ctx) -> str:
     cfg = HarvestConfig(args.release, args.model, args.corpus, args.tokens, args.batch_size, args.seq_len,
-                        getattr(args, "examples", DEFAULT_EXAMPLES))
+                        getattr(args, "examples", DEFAULT_EXAMPLES),
+                        getattr(args, "shard_tokens", DEFAULT_SHARD_TOKENS))
     return harvest(ctx, cfg)
 
 
@@ -59,7 +74,45 @@ def check_config(cfg: HarvestConfig) -> None:
         raise BadInput(f"--batch-size {cfg.batch_size}: must be positive")
     if cfg.seq_len < 2:
         raise BadInput(f"--seq-len {cfg.seq_len}: must be at least 2")
+    if cfg.shard_tokens <= 0:
+        raise BadInput(f"--shard-tokens {cfg.shard_tokens}: must be positive")
     check_examples(cfg.examples)
+
+
+def _commit(lake, unit: str) -> None:
+    fn = getattr(lake, "commit_unit", None)
+    if fn is not None:
+        fn(unit)
+
+
+def _lake_lookup(lake, release: str, layer: int):
+    """(token_id, feature) -> the committed activation there (0 where none): the window
+    activations of a layer's examples, read back from its shards in one join."""
+    def at(token_id: np.ndarray, feature: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(token_id), np.float32)
+        if not len(token_id):
+            return out
+        want = pa.table({"i": np.arange(len(token_id), dtype=np.int64),
+                         "token_id": np.asarray(token_id, np.int64), "feature": np.asarray(feature, np.int32)})
+        con = lake.connect(["activations"])
+        try:
+            con.register("want", want)
+            got = con.sql("SELECT w.i, a.value FROM want w JOIN activations a ON a.token_id = w.token_id "
+                          "AND a.feature = w.feature WHERE a.release = ? AND a.layer = ?",
+                          params=[release, int(layer)]).fetchnumpy()
+        finally:
+            con.close()
+        out[np.asarray(got["i"], np.int64)] = np.asarray(got["value"], np.float32)
+        return out
+    return at
+
+
+def _drop_previous(lake, release: str, layers: list[int]) -> None:
+    """Stage, with the first shard, the removal of what the run replaces (see module docstring)."""
+    for L in layers:
+        for table in ("activations", "activation_sets", "examples"):
+            lake.delete_partition(table, release=release, layer=int(L))
+    lake.delete_partition("tokens", release=release)
 
 
 def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
@@ -96,23 +149,48 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     saes = {L: TorchSAE.from_params(p) for L, p in params.items()}
     selectors = {L: ExampleSelector(p.d_sae, cfg.examples) for L, p in params.items()}
 
-    coo: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {L: [] for L in layers}
+    buf = ShardBuffer(layers, cfg.shard_tokens)
     metas: list = []
+    n_active = dict.fromkeys(layers, 0)
+    n_seen, n_shards = 0, 0
+
+    def flush(shards: list[int]) -> None:
+        nonlocal n_shards
+        for s in shards:
+            if n_shards == 0:
+                _drop_previous(lake, cfg.release, layers)
+            write_shard(lake, cfg.release, s, buf.pop(s))
+            _commit(lake, shard_unit(s))
+            n_shards += 1
+
     bar = progress(total=cfg.tokens, desc="harvest", unit="tok")
     batches = model.iter_batches(docs, cfg.tokens, sorted(by_block), batch_size=cfg.batch_size,
                                  seq_len=cfg.seq_len, points=by_block)
     with torch.inference_mode():
         for b in batches:
-            metas.append(b)
             for L, sae in saes.items():
                 piece = sparse_rows(sae.encode(b.resid[points[L][0]]), b.token_ids)
                 selectors[L].update(*piece)
-                coo[L].append(piece)
+                buf.add(L, piece)
+                n_active[L] += len(piece[0])
             b.resid = {}
+            b.tokens = pa.array(b.tokens, pa.string())
+            metas.append(b)
+            n_seen += len(b)
             bar.update(len(b))
+            flush(buf.complete(n_seen))
     bar.close()
-    n_seen, n_active = write_harvest(lake, cfg.release, ctx.run_id, metas, coo, cfg.corpus, selectors)
+    if n_seen == 0:
+        raise BadInput(f"--corpus {cfg.corpus}: produced no tokens")
+    flush(buf.remaining(n_seen))
+    cols, toks = token_table(metas)
+    del metas
+    lake.write("tokens", cols, release=cfg.release)
+    for L in layers:
+        write_layer_meta(lake, cfg.release, L, ctx.run_id, n_seen, selectors.pop(L), toks,
+                         _lake_lookup(lake, cfg.release, L))
     short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
-    l0 = ", ".join(f"L{L}: {a:.1f}" for L, a in n_active.items())
+    l0 = ", ".join(f"L{L}: {a / n_seen:.1f}" for L, a in n_active.items())
     return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "
-            f"release {cfg.release!r}, {len(layers)} layers; mean active features per token {l0}")
+            f"release {cfg.release!r}, {len(layers)} layers in {n_shards} shard(s) of at most "
+            f"{cfg.shard_tokens} tokens; mean active features per token {l0}")

@@ -5,6 +5,11 @@ import, and ``saew --help`` imports every step module). Compiled code is cached 
 Every kernel works on a tokens x features activity matrix held both ways (see
 ``incidence.Incidence``) and runs over chunks of features on every core (``prange``), each
 chunk with its own dense accumulator row of length d_sae that is reset after each row.
+
+Token shards: ``merge_counts`` adds two shards' co-activation counts (integers: exact in any
+order); ``feature_sums``, ``cross_rows`` and ``top_correlations`` take the running sums of the
+earlier token blocks and continue them with the same float additions, in the same token order,
+as one pass over every token, so a sharded layer gives the unsharded figures bit for bit.
 """
 from __future__ import annotations
 
@@ -73,8 +78,9 @@ def pair_rows(t_ptr, t_feat, f_ptr, f_tok, d, n_chunks, offsets, out_b, out_n):
                         m += 1
                     acc[b] += 1
             o = offsets[a]
+            row = np.sort(touched[:m])   # b ascending (add_counts merges rows sorted by b)
             for u in range(m):
-                b = touched[u]
+                b = row[u]
                 out_b[o + u] = b
                 out_n[o + u] = acc[b]
                 acc[b] = 0
@@ -94,11 +100,100 @@ def pearson(n, sx, sy, sxx, syy, sxy):
     return min(1.0, max(-1.0, r))
 
 
+@nb.njit(cache=True)
+def feature_sums(feat, val, cnt, s, ss):
+    """Carry-in per-feature sums over entries in the given order: cnt[f] += 1, s[f] += x,
+    ss[f] += x^2 (float64), for x = val[p] of each entry p with feature feat[p].
+
+    Called block after block (token-major order within each block, blocks in ascending token
+    order), the float sums are built by the same additions in the same order as one call over
+    all the entries, so a sharded layer gives bit-identical sums.
+    """
+    for p in range(feat.shape[0]):
+        f = feat[p]
+        x = np.float64(val[p])
+        cnt[f] += 1
+        s[f] += x
+        ss[f] += x * x
+
+
+@nb.njit(parallel=True, cache=True)
+def cross_row_sizes(f_ptr, f_tok, t_ptr, t_feat, d_src, d_dst, p_ptr, p_j, n_chunks):
+    """Symbolic pass of ``cross_rows``: per source feature i, the number of destination
+    features j in its previous row (p_ptr/p_j) or sharing a token of this block with it."""
+    sizes = np.zeros(d_src, np.int64)
+    for c in nb.prange(n_chunks):
+        mark = np.zeros(d_dst, np.uint8)
+        touched = np.empty(d_dst, np.int32)
+        for i in range(c, d_src, n_chunks):
+            m = 0
+            for q in range(p_ptr[i], p_ptr[i + 1]):
+                j = p_j[q]
+                mark[j] = 1
+                touched[m] = j
+                m += 1
+            for p in range(f_ptr[i], f_ptr[i + 1]):
+                t = f_tok[p]
+                for q in range(t_ptr[t], t_ptr[t + 1]):
+                    j = t_feat[q]
+                    if mark[j] == 0:
+                        mark[j] = 1
+                        touched[m] = j
+                        m += 1
+            for u in range(m):
+                mark[touched[u]] = 0
+            sizes[i] = m
+    return sizes
+
+
+@nb.njit(parallel=True, cache=True)
+def cross_rows(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst, p_ptr, p_j, p_n, p_xy,
+               n_chunks, offsets, out_j, out_n, out_xy):
+    """Numeric pass: the running sums (n_both, sxy) of every pair (i, j) after one more token
+    block, as CSR rows at offsets[i] with j ascending: each accumulator starts from the pair's
+    previous value (p_n, p_xy; 0 for a new pair) and adds x y token by token in ascending
+    token order, the additions an unsharded run makes (see ``top_correlations``)."""
+    for c in nb.prange(n_chunks):
+        acc_xy = np.zeros(d_dst, np.float64)
+        acc_n = np.zeros(d_dst, np.int64)
+        touched = np.empty(d_dst, np.int32)
+        for i in range(c, d_src, n_chunks):
+            m = 0
+            for q in range(p_ptr[i], p_ptr[i + 1]):
+                j = p_j[q]
+                touched[m] = j
+                m += 1
+                acc_n[j] = p_n[q]
+                acc_xy[j] = p_xy[q]
+            for p in range(f_ptr[i], f_ptr[i + 1]):
+                t = f_tok[p]
+                x = np.float64(f_val[p])
+                for q in range(t_ptr[t], t_ptr[t + 1]):
+                    j = t_feat[q]
+                    if acc_n[j] == 0:
+                        touched[m] = j
+                        m += 1
+                    acc_n[j] += 1
+                    acc_xy[j] += x * np.float64(t_val[q])
+            row = np.sort(touched[:m])
+            o = offsets[i]
+            for u in range(m):
+                j = row[u]
+                out_j[o + u] = j
+                out_n[o + u] = acc_n[j]
+                out_xy[o + u] = acc_xy[j]
+                acc_n[j] = 0
+                acc_xy[j] = 0.0
+
+
 @nb.njit(parallel=True, cache=True)
 def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
-                     sx, sxx, sy, syy, n, k, n_chunks):
+                     sx, sxx, sy, syy, n, k, n_chunks, p_ptr, p_j, p_n, p_xy):
     """Per source feature i: the top k destination features by pearson among n_both >= 1.
 
+    sxy and n_both of pair (i, j) start from its running sums over the earlier token blocks
+    (CSR p_ptr/p_j/p_n/p_xy, from ``cross_rows``; all empty for a layer read in one block)
+    and add x y over the tokens of this block in ascending token order.
     Returns (dst [d_src, k] (-1 = empty slot), n_both [d_src, k], r [d_src, k]).
     """
     out_j = np.full((d_src, k), -1, np.int32)
@@ -110,6 +205,12 @@ def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
         touched = np.empty(d_dst, np.int64)
         for i in range(c, d_src, n_chunks):
             m = 0
+            for q in range(p_ptr[i], p_ptr[i + 1]):
+                j = p_j[q]
+                touched[m] = j
+                m += 1
+                acc_n[j] = p_n[q]
+                acc_xy[j] = p_xy[q]
             for p in range(f_ptr[i], f_ptr[i + 1]):
                 t = f_tok[p]
                 x = np.float64(f_val[p])
@@ -149,3 +250,44 @@ def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
                 acc_xy[touched[u]] = 0.0
     return out_j, out_n, out_r
 
+
+@nb.njit(cache=True)
+def merge_counts(a1, b1, n1, a2, b2, n2):
+    """Sum of two pair-count lists, each sorted by (a, b) with unique pairs: the union of the
+    pairs, sorted by (a, b), n added where a pair is in both (integer counts: exact)."""
+    size = a1.shape[0] + a2.shape[0]
+    oa = np.empty(size, np.int32)
+    ob = np.empty(size, np.int32)
+    on = np.empty(size, np.int64)
+    i = j = o = 0
+    while i < a1.shape[0] and j < a2.shape[0]:
+        if a1[i] < a2[j] or (a1[i] == a2[j] and b1[i] < b2[j]):
+            oa[o] = a1[i]
+            ob[o] = b1[i]
+            on[o] = n1[i]
+            i += 1
+        elif a1[i] == a2[j] and b1[i] == b2[j]:
+            oa[o] = a1[i]
+            ob[o] = b1[i]
+            on[o] = n1[i] + n2[j]
+            i += 1
+            j += 1
+        else:
+            oa[o] = a2[j]
+            ob[o] = b2[j]
+            on[o] = n2[j]
+            j += 1
+        o += 1
+    while i < a1.shape[0]:
+        oa[o] = a1[i]
+        ob[o] = b1[i]
+        on[o] = n1[i]
+        i += 1
+        o += 1
+    while j < a2.shape[0]:
+        oa[o] = a2[j]
+        ob[o] = b2[j]
+        on[o] = n2[j]
+        j += 1
+        o += 1
+    return oa[:o].copy(), ob[:o].copy(), on[:o].copy()

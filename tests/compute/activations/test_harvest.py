@@ -140,6 +140,6 @@ def test_harvest_bad_input(case, lake, saew, tmp_path):
     assert code == 2
     assert err.startswith("saew: error: ") and len(err.strip().splitlines()) == 1
     assert {"model": "no-such-model", "release": "no SAE ingested", "d_in": "SAE d_in 16 != d_model 384",
-            "tokens": "--tokens 0", "corpus": "missing.txt: no such file",
+            "tokens": "--tokens", "corpus": "missing.txt: no such file",
             "hook": "outside model 'minilm'"}[case] in err
     assert _nothing_written(lake)

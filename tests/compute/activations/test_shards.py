@@ -1,0 +1,135 @@
+"""Token shards: harvest writes one ``activations`` partition per (layer, shard); co-activation
+and correlation over a sharded layer are sums over its shards, identical to one unsharded run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saew.compute.activations.shards import ShardBuffer
+from tests.factories import make_sae, put_sae
+from tests.factories_coact import sparse_matrix
+from tests.factories_harvest import write_txt
+
+TABLES = {"coactivations": "layer, feature_a, feature_b",
+          "correlations": "src_layer, src_feature, dst_layer, dst_feature"}
+
+
+def _rows(lake, table: str, release: str) -> list[tuple]:
+    t = lake.query(f"SELECT * EXCLUDE (release) FROM {table} WHERE release = ? ORDER BY {TABLES[table]}",
+                   [release])
+    return [tuple(r.values()) for r in t.to_pylist()]
+
+
+def put_sharded(lake, release: str, layer: int, m: np.ndarray, shard_tokens: int | None,
+                token_ids: np.ndarray | None = None) -> None:
+    """One layer's activations from a dense matrix, split into shards of ``shard_tokens`` token
+    ids (token_id // shard_tokens, as harvest does), or written whole (None)."""
+    from saew.storage import catalog
+
+    put_sae(lake, release, layer, make_sae(d_in=4, d_sae=m.shape[1], seed=layer))
+    ids = np.arange(m.shape[0]) if token_ids is None else token_ids
+    r, f = np.nonzero(m)
+    tok, feat, val = ids[r].astype(np.int64), f.astype(np.int32), m[r, f].astype(np.float32)
+    with lake.transaction():
+        if shard_tokens is None:
+            lake.write("activations", {"token_id": tok, "feature": feat, "value": val},
+                       release=release, layer=layer)
+        else:
+            for s in np.unique(tok // shard_tokens):
+                k = tok // shard_tokens == s
+                lake.write("activations", {"token_id": tok[k], "feature": feat[k], "value": val[k]},
+                           release=release, layer=layer, shard=int(s))
+        lake.write("activation_sets", {"n_tokens": [m.shape[0]], "source": ["test"], "run_id": ["test"]},
+                   release=release, layer=layer)
+    catalog.refresh(lake)
+
+
+def test_shard_buffer_splits_pieces_at_shard_boundaries():
+    buf = ShardBuffer([0, 1], shard_tokens=10)
+    tid = np.array([3, 9, 10, 10, 25, 29], np.int64)     # one batch crossing shards 0, 1 and 2
+    buf.add(0, (tid, np.arange(6, dtype=np.int32), np.ones(6, np.float32)))
+    assert buf.complete(20) == [0, 1]                     # tokens 0..19 run
+    s0 = buf.pop(0)
+    assert [p[0].tolist() for p in s0[0]] == [[3, 9]] and s0[1] == []
+    assert [p[1].tolist() for p in buf.pop(1)[0]] == [[2, 3]]
+    assert buf.complete(29) == [] and buf.remaining(30) == [2]   # token 29 seen: shard 2 is the last
+    assert [p[0].tolist() for p in buf.pop(2)[0]] == [[25, 29]]
+    assert buf.remaining(30) == []
+
+
+@pytest.mark.parametrize("shard_tokens", [37, 1000])
+def test_coactivation_and_correlate_over_shards_equal_the_unsharded_run(saew, lake, shard_tokens):
+    n = 240
+    x = sparse_matrix(n, 30, 0.15, seed=1)
+    y = sparse_matrix(n, 45, 0.12, seed=2)
+    z = sparse_matrix(n, 20, 0.3, seed=3)
+    y[:, 10] = 1.5 * x[:, 2]                  # a pass-through pair (pearson 1)
+    x[100:150] = 0                            # a run of tokens where layer 0 is silent
+    ids = np.arange(n, dtype=np.int64) * 3 + 5  # non-contiguous token ids
+    for release, shards in (("whole", None), ("sharded", shard_tokens)):
+        for layer, m in enumerate((x, y, z)):
+            put_sharded(lake, release, layer, m, shards, ids)
+        for step in ("coactivation", "correlate"):
+            code, _, err = saew(step, "--release", release)
+            assert code == 0, err
+    n_shards = lake.query("SELECT count(DISTINCT shard) AS k FROM activations WHERE release = 'sharded' "
+                          "AND layer = 1").column("k")[0].as_py()
+    assert n_shards == len(np.unique(ids // shard_tokens)) == (20 if shard_tokens == 37 else 1)
+    for table in TABLES:
+        whole, sharded = _rows(lake, table, "whole"), _rows(lake, table, "sharded")
+        assert whole and sharded == whole     # integers and floats alike: bit for bit
+
+
+def test_a_whole_layer_write_replaces_every_shard(lake):
+    m = sparse_matrix(50, 8, 0.3, seed=4)
+    put_sharded(lake, "r", 0, m, 10)
+    assert lake.query("SELECT count(DISTINCT shard) AS k FROM activations").column("k")[0].as_py() == 5
+    put_sharded(lake, "r", 0, m[:20], None)   # e.g. `saew ingest activations` of the layer
+    got = lake.query("SELECT DISTINCT shard, max(token_id) AS hi FROM activations GROUP BY shard").to_pylist()
+    assert got == [{"shard": 0, "hi": int(np.nonzero(m[:20])[0].max())}]
+
+
+def _harvest_rows(lake, release: str) -> dict[str, list]:
+    q = {"activations": "SELECT layer, token_id, feature, value FROM activations WHERE release = ? "
+                        "ORDER BY layer, token_id, feature",
+         "tokens": "SELECT token_id, doc, pos, token FROM tokens WHERE release = ? ORDER BY token_id",
+         "activation_sets": "SELECT layer, n_tokens FROM activation_sets WHERE release = ? ORDER BY layer",
+         "examples": "SELECT layer, feature, kind, rank, token_id, tokens, acts, peak, value FROM examples "
+                     "WHERE release = ? ORDER BY layer, feature, kind, rank"}
+    return {k: [tuple(r.values()) for r in lake.query(s, [release]).to_pylist()] for k, s in q.items()}
+
+
+def test_sharded_harvest_equals_one_shard(saew, lake, tmp_path):
+    corpus = write_txt(tmp_path / "c.txt")
+    for release in ("one", "many"):
+        put_sae(lake, release, 1, make_sae(384, 32, "relu", seed=1))
+        put_sae(lake, release, 4, make_sae(384, 24, "topk", seed=2, k=4))
+    args = ["--model", "minilm", "--corpus", corpus, "--tokens", 70, "--batch-size", 2, "--seq-len", 24,
+            "--examples", 3]
+    assert saew("harvest", "--release", "one", *args)[0] == 0
+    code, out, err = saew("harvest", "--release", "many", *args, "--shard-tokens", 16)
+    assert code == 0, err
+    assert "in 5 shard(s)" in out
+    one, many = _harvest_rows(lake, "one"), _harvest_rows(lake, "many")
+    assert one["activations"] and one["examples"]
+    assert many == one
+    shards = lake.query("SELECT layer, shard, min(token_id) AS lo, max(token_id) AS hi FROM activations "
+                        "WHERE release = 'many' GROUP BY ALL ORDER BY ALL").to_pylist()
+    assert all(r["lo"] // 16 == r["hi"] // 16 == r["shard"] for r in shards)
+    units = lake.query("SELECT units FROM runs WHERE command = 'harvest' ORDER BY finished_at DESC LIMIT 1")
+    assert units.column("units")[0].as_py() == [f"shard={s}" for s in range(5)]
+    # a shorter re-run drops the shards it no longer has, and the old tokens and examples
+    code, out, err = saew("harvest", "--release", "many", *args[:5], 20, *args[6:], "--shard-tokens", 16)
+    assert code == 0, err
+    assert lake.query("SELECT max(shard) AS s, max(token_id) AS t FROM activations WHERE release = 'many'"
+                      ).to_pylist() == [{"s": 1, "t": 19}]
+    assert lake.query("SELECT count(*) AS n FROM tokens WHERE release = 'many'").column("n")[0].as_py() == 20
+    assert lake.query("SELECT max(token_id) AS t FROM examples WHERE release = 'many'").column("t")[0].as_py() < 20
+
+
+def test_bad_shard_tokens(saew, lake, tmp_path):
+    put_sae(lake, "r", 0, make_sae(384, 8, "relu"))
+    code, _, err = saew("harvest", "--release", "r", "--model", "minilm", "--corpus",
+                        write_txt(tmp_path / "c.txt"), "--tokens", 10, "--shard-tokens", 0)
+    assert code == 2 and "--shard-tokens 0: must be positive" in err
+    assert not lake.has_data("activations")
