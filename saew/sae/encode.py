@@ -51,10 +51,14 @@ class TorchSAE:
         x, _ = self.normalise(x)
         return self.encode_normalised(x)
 
-    def encode_normalised(self, x: torch.Tensor) -> torch.Tensor:
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """pre = (x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc, x already normalised."""
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
-        pre = x @ self.w_enc + self.b_enc
+        return x @ self.w_enc + self.b_enc
+
+    def encode_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.pre_activations(x)
         if self.architecture == "jumprelu":
             thr = self.threshold if self.threshold is not None else torch.zeros_like(self.b_enc)
             return pre * (pre > thr)
@@ -62,6 +66,21 @@ class TorchSAE:
             vals, idx = pre.topk(int(self.k), dim=-1)
             return torch.zeros_like(pre).scatter_(-1, idx, vals.clamp_min(0))
         return pre.clamp_min(0)
+
+    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The non-zero entries of ``encode(x)`` as (row, feature, value) tensors, row-major (by
+        row, then feature), the same values. topk: straight from the k largest pre-activations,
+        without the dense [n, d_sae] code matrix and its scan; otherwise from the dense codes."""
+        if self.architecture != "topk":
+            f = self.encode(x)
+            idx = f.nonzero()
+            return idx[:, 0], idx[:, 1], f[idx[:, 0], idx[:, 1]]
+        vals, idx = self.pre_activations(self.normalise(x)[0]).topk(int(self.k), dim=-1)
+        idx, order = idx.sort(dim=-1)
+        vals = vals.gather(-1, order).clamp_min(0)
+        keep = vals > 0
+        rows = torch.arange(idx.shape[0]).unsqueeze(1).expand_as(idx)
+        return rows[keep], idx[keep], vals[keep]
 
     def decode(self, f: torch.Tensor, norm: tuple | None = None) -> torch.Tensor:
         x = f @ self.w_dec + self.b_dec

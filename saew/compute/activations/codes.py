@@ -80,3 +80,11 @@ def sparse_rows(f, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     feat = idx[:, 1].numpy().astype(np.int32)
     val = f[idx[:, 0], idx[:, 1]].numpy().astype(np.float32)
     return token_ids[rows].astype(np.int64), feat, val
+
+
+def sparse_codes(sae, x, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sparse_rows(sae.encode(x), token_ids)``, the same arrays, without the dense code
+    matrix where the SAE can skip it (``TorchSAE.encode_sparse``: topk)."""
+    rows, feat, val = sae.encode_sparse(x)
+    return (token_ids[rows.numpy()].astype(np.int64), feat.numpy().astype(np.int32),
+            val.numpy().astype(np.float32))

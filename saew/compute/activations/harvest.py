@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from saew.compute.activations.codes import check_examples, sparse_rows, token_table, write_layer_meta
+from saew.compute.activations.codes import check_examples, sparse_codes, token_table, write_layer_meta
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
 from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
 from saew.errors import BadInput
@@ -169,7 +169,7 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     with torch.inference_mode():
         for b in batches:
             for L, sae in saes.items():
-                piece = sparse_rows(sae.encode(b.resid[points[L][0]]), b.token_ids)
+                piece = sparse_codes(sae, b.resid[points[L][0]], b.token_ids)
                 selectors[L].update(*piece)
                 buf.add(L, piece)
                 n_active[L] += len(piece[0])
