@@ -110,7 +110,7 @@ def run(args, ctx) -> str:
     from saew.compute.lm.model import hook_outputs
     from saew.compute.parallel import default_workers, ordered_map
     from saew.progress import progress
-    from saew.storage.saes import write_sae
+    from saew.storage.saes import saelens_folder, stage_saelens_folder, write_sae
 
     release = args.release
     if args.tokens is None or args.tokens <= 0:
@@ -169,10 +169,11 @@ def run(args, ctx) -> str:
             lines.append(f"  {layer:5d}  {n_tokens:6d}  {f['fvu']:.3f}  {f['l0']:5.1f}  "
                          f"{f['dead_frac']:9.3f}  {res.seconds:7.1f}" + (f"  {u.point}" if many else ""))
         for u, p in done:
-            dest = ctx.home / "saes" / u.release / u.hook
-            saelens_io.replace_dir(staging[u.release] / u.hook, dest)
+            dest = saelens_folder(ctx.lake, u.release, u.hook)
+            staged = stage_saelens_folder(ctx.lake, u.release, u.hook)  # committed with its rows
+            saelens_io.replace_dir(staging[u.release] / u.hook, staged)
             write_sae(ctx.lake, u.release, u.layer, p, source_format="saelens", source_path=str(dest),
-                      source_sha256=saelens_io.sha256_file(dest / saelens_io.WEIGHTS_FILE),
+                      source_sha256=saelens_io.sha256_file(staged / saelens_io.WEIGHTS_FILE),
                       run_id=ctx.run_id)
         if metas is not None:
             from saew.compute.activations.codes import write_harvest
