@@ -23,9 +23,13 @@ NULL_DRAWS = 10             # random matchings per space: the null band is their
 STABILITY_SEEDS = 1         # extra cluster runs per layer behind stability_ari (each one costs a whole clustering)
 # `saew demo --flow`: module SAEs (resid_post, mlp_out, attn_out in one model pass), `saew flow`, and
 # `saew verify` where that command exists, on these layers unless --layers is given (three SAEs
-# per layer: all 30 SmolLM2 layers do not fit the 25-minute budget on 2 cores)
+# per layer, and verify runs the model for every link: all 30 SmolLM2 layers do not fit the
+# 25-minute budget on 2 cores). verify checks FLOW_VERIFY_SAMPLE links per family and layer
+# pair of the families the README compares (about 0.3-0.7 s per link on SmolLM2 on this machine)
 FLOW_HOOKS = "resid_post,mlp_out,attn_out"
-FLOW_LAYERS = {"smollm2": "0-14", "minilm": "all"}
+FLOW_LAYERS = {"smollm2": "0-11", "minilm": "all"}
+FLOW_VERIFY_LINKS = ("flow", link_name("match", "decoder", "folded"), link_name("match", "decoder", NULL_METHOD))
+FLOW_VERIFY_SAMPLE = 10
 # options a step may not take yet (added by other work): dropped with a note rather than failing
 OPTIONAL = {"--stability"}
 # the findings the summary shows: (cluster space, link) -- each space's clusters through its match
@@ -47,8 +51,8 @@ def add_arguments(p) -> None:
                    help="also train MLP-out and attention-out SAEs in the same model pass (releases "
                         "R.mlp_out, R.attn_out), run saew flow (each feature's origin) and, where "
                         "the command exists, saew verify (causal checks of the links); on "
-                        + ", ".join(f"layers {v} of {k}" for k, v in FLOW_LAYERS.items())
-                        + " unless --layers says otherwise")
+                        + f"layers {FLOW_LAYERS['smollm2']} of smollm2 (every layer of minilm) unless "
+                        "--layers says otherwise")
     p.add_argument("--d-sae", type=int, default=None, help="SAE width (default: the trainer's)")
     p.add_argument("--arch", default="topk", choices=["topk", "relu", "jumprelu"], help="SAE architecture")
     add_executor_arguments(p, "units of each step")
@@ -95,7 +99,9 @@ def flow_steps(r: list[str]) -> list[tuple[str, list[str]]]:
 
     steps = [("feature flow (origins by decoder cosine)", ["flow", *r])]
     if any(c.words == ("verify",) for c in STEPS):
-        steps.append(("verify (causal checks of links)", ["verify", *r]))
+        steps += [(f"verify {link} (causal checks, {FLOW_VERIFY_SAMPLE} links per layer pair)",
+                   ["verify", *r, "--link", link, "--sample", str(FLOW_VERIFY_SAMPLE)])
+                  for link in FLOW_VERIFY_LINKS]
     return steps
 
 

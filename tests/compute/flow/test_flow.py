@@ -175,7 +175,10 @@ def test_demo_flow_steps_and_summary(home, lake):
     assert train[train.index("--hooks") + 1] == demo.FLOW_HOOKS
     assert train[train.index("--layers") + 1] == demo.FLOW_LAYERS["smollm2"]
     assert words.index("flow") == words.index("evaluate") + 1 < words.index("build")
-    assert ("verify" in words) == any(c.words == ("verify",) for c in STEPS)
+    verify = [argv for _, argv in steps if argv[0] == "verify"]
+    has = any(c.words == ("verify",) for c in STEPS)
+    assert [a[a.index("--link") + 1] for a in verify] == (list(demo.FLOW_VERIFY_LINKS) if has else [])
+    assert all(words.index("flow") < words.index("verify") < words.index("build") for _ in verify)
     plain = demo._steps(p.parse_args([]), "d", 100)
     assert "--hooks" not in plain[0][1] and "flow" not in [a[0] for _, a in plain]
     assert plain[0][1][plain[0][1].index("--layers") + 1] == "all"
