@@ -11,9 +11,9 @@ around 1,024 centres (so features form clusters and have close competitors); lay
 random permutation of 75% of layer l's features, perturbed, plus 25% new ones; encoders =
 decoder directions + noise; TopK k = 32. The SAEs are written once as SAELens folders under
 ``--root``; each mode then gets a fresh home and runs every step as its own ``python -m saew``
-process. Per step: wall seconds and the peak resident memory of every process below this one
-(the saew process and its pool workers; with Ray the raylet, its workers and object store,
-idle ones included), sampled every 0.1 s with psutil. Without ``--ray-address`` or
+process. Per step: wall seconds and the peak resident memory of the step's process tree (the saew
+process and its pool workers; with Ray the raylet, its workers and object store, idle ones
+included, also with ``--shared-ray``), sampled every 0.1 s with psutil. Without ``--ray-address`` or
 ``--shared-ray`` every Ray step starts (and stops) its own local cluster, as separate ``saew``
 commands do, and that start-up is in its wall time; ``--shared-ray`` starts one for all steps.
 
@@ -104,8 +104,9 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run_step(home: Path, argv: list[str]) -> dict:
-    """Run ``python -m saew --home HOME ARGV``; wall seconds and the peak RSS of its tree (MB)."""
+def run_step(home: Path, argv: list[str], with_cluster: bool = False) -> dict:
+    """Run ``python -m saew --home HOME ARGV``; wall seconds and the peak RSS of its process tree
+    (MB), with ``with_cluster`` also of this process's own Ray cluster (``--shared-ray``)."""
     import psutil
 
     env = dict(os.environ, SAEW_PROGRESS="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -114,12 +115,13 @@ def run_step(home: Path, argv: list[str]) -> dict:
     child = subprocess.Popen([sys.executable, "-m", "saew", "--home", str(home), *argv], env=env,
                              cwd=str(home.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    # every process below this one: the step's tree and, with --shared-ray, the Ray cluster
-    peak, me, done = [0], psutil.Process(), threading.Event()
+    peak, done = [0], threading.Event()
+    me, step = psutil.Process(), psutil.Process(child.pid)
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(me) - me.memory_info().rss)
+            rss = _tree_rss(me) - me.memory_info().rss if with_cluster else _tree_rss(step)
+            peak[0] = max(peak[0], rss)
             done.wait(0.1)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -185,7 +187,7 @@ def main() -> None:
                 if step != "build":
                     argv += ["--release", RELEASE]
                 argv += where[mode] if takes else []
-                fig[mode][step] = r = run_step(home, argv)
+                fig[mode][step] = r = run_step(home, argv, with_cluster=mode == "ray" and a.shared_ray)
                 print(f"{mode:>6} {step:>9}: {r['wall_s']:8.1f} s  peak {r['peak_mb']:6d} MB", flush=True)
             fig[mode]["whole"] = {"wall_s": round(sum(r["wall_s"] for r in fig[mode].values()), 1),
                                   "peak_mb": max(r["peak_mb"] for r in fig[mode].values())}
