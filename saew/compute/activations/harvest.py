@@ -17,6 +17,11 @@ its layers have no ``activation_sets`` row until the run ends). The last unit wr
 and ``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected
 batch by batch as the run goes: ``compute.activations.examples``; the window activations are
 read back from the committed shards).
+
+A re-run after a failure or a kill (same parameters) does only the missing shards: the
+batches inside finished shards are not run through the model (``iter_batches(skip=...)``)
+and those shards' codes are read back for the examples and the L0 figures, so the result is
+the uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import pyarrow as pa
 from saew.compute.activations.codes import check_examples, sparse_codes, token_table, write_layer_meta
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
 from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
+from saew.compute.units import Units
 from saew.errors import BadInput
 from saew.progress import progress
 from saew.storage.saes import load_sae, require_release
@@ -79,10 +85,12 @@ def check_config(cfg: HarvestConfig) -> None:
     check_examples(cfg.examples)
 
 
-def _commit(lake, unit: str) -> None:
-    fn = getattr(lake, "commit_unit", None)
-    if fn is not None:
-        fn(unit)
+def _committed_shard(lake, release: str, layer: int, shard: int) -> tuple[np.ndarray, ...]:
+    """One committed shard of one layer as (token_id, feature, value), by token then feature."""
+    t = lake.query("SELECT token_id, feature, value FROM activations WHERE release = ? AND layer = ? "
+                   "AND shard = ? ORDER BY token_id, feature", [release, int(layer), int(shard)])
+    return (t.column("token_id").to_numpy().astype(np.int64), t.column("feature").to_numpy().astype(np.int32),
+            t.column("value").to_numpy().astype(np.float32))
 
 
 def _lake_lookup(lake, release: str, layer: int):
@@ -149,30 +157,53 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     saes = {L: TorchSAE.from_params(p) for L, p in params.items()}
     selectors = {L: ExampleSelector(p.d_sae, cfg.examples) for L, p in params.items()}
 
+    # shards an interrupted earlier run of the same command finished: not run again, their codes
+    # read back from the lake for the examples and the L0 figures
+    units = Units(ctx, [shard_unit(s) for s in range(-(-cfg.tokens // cfg.shard_tokens))])
+    done = np.asarray(sorted(int(u.split("=", 1)[1]) for u in units.skipped), np.int64)
     buf = ShardBuffer(layers, cfg.shard_tokens)
     metas: list = []
     n_active = dict.fromkeys(layers, 0)
     n_seen, n_shards = 0, 0
+    for s in done:
+        for L in layers:
+            piece = _committed_shard(lake, cfg.release, L, int(s))
+            selectors[L].update(*piece)
+            n_active[L] += len(piece[0])
+
+    def finished(first: int, n: int) -> bool:
+        """Every token of the batch [first, first + n) is in a finished shard."""
+        shards = np.arange(first // cfg.shard_tokens, (first + n - 1) // cfg.shard_tokens + 1)
+        return bool(np.isin(shards, done).all())
 
     def flush(shards: list[int]) -> None:
         nonlocal n_shards
         for s in shards:
-            if n_shards == 0:
+            codes = buf.pop(s)
+            if s in done:
+                continue
+            if n_shards == 0 and not len(done):
                 _drop_previous(lake, cfg.release, layers)
-            write_shard(lake, cfg.release, s, buf.pop(s))
-            _commit(lake, shard_unit(s))
+            write_shard(lake, cfg.release, s, codes)
+            units.commit(shard_unit(s))
             n_shards += 1
 
     bar = progress(total=cfg.tokens, desc="harvest", unit="tok")
     batches = model.iter_batches(docs, cfg.tokens, sorted(by_block), batch_size=cfg.batch_size,
-                                 seq_len=cfg.seq_len, points=by_block)
+                                 seq_len=cfg.seq_len, points=by_block,
+                                 skip=finished if len(done) else None)
     with torch.inference_mode():
         for b in batches:
-            for L, sae in saes.items():
-                piece = sparse_codes(sae, b.resid[points[L][0]], b.token_ids)
-                selectors[L].update(*piece)
-                buf.add(L, piece)
-                n_active[L] += len(piece[0])
+            if b.resid:
+                new = ~np.isin(b.token_ids // cfg.shard_tokens, done) if len(done) else None
+                for L, sae in saes.items():
+                    piece = sparse_codes(sae, b.resid[points[L][0]], b.token_ids)
+                    if new is not None:   # a batch straddling a finished shard: its part is kept
+                        keep = new[np.searchsorted(b.token_ids, piece[0])]
+                        piece = tuple(x[keep] for x in piece)
+                    selectors[L].update(*piece)
+                    buf.add(L, piece)
+                    n_active[L] += len(piece[0])
             b.resid = {}
             b.tokens = pa.array(b.tokens, pa.string())
             metas.append(b)
@@ -191,6 +222,8 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
                          _lake_lookup(lake, cfg.release, L))
     short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
     l0 = ", ".join(f"L{L}: {a / n_seen:.1f}" for L, a in n_active.items())
+    note = units.note()
     return (f"harvested {n_seen} tokens{short} of {cfg.corpus} through {model.spec.name} into "
-            f"release {cfg.release!r}, {len(layers)} layers in {n_shards} shard(s) of at most "
-            f"{cfg.shard_tokens} tokens; mean active features per token {l0}")
+            f"release {cfg.release!r}, {len(layers)} layers in {n_shards + len(done)} shard(s) of at "
+            f"most {cfg.shard_tokens} tokens; mean active features per token {l0}"
+            + (f"\n{note}" if note else ""))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -131,13 +131,16 @@ class LoadedModel:
     # ------------------------------------------------------------------ forward
     def iter_batches(self, docs: list[str], n_tokens: int, layers: list[int], batch_size: int = 8,
                      seq_len: int = 128, points: dict[int, str] | None = None,
-                     modules: tuple[str, ...] = ()) -> Iterator[Batch]:
+                     modules: tuple[str, ...] = (),
+                     skip: Callable[[int, int], bool] | None = None) -> Iterator[Batch]:
         """Run the model over the first ``n_tokens`` tokens of ``docs`` (fewer if the corpus is
         shorter), ``batch_size`` sequences of at most ``seq_len`` tokens at a time.
 
         ``resid[L]`` is ``blocks.{L}.hook_resid_post`` unless ``points[L] == 'resid_pre'``;
         ``modules[(m, L)]`` is ``blocks.{L}.hook_{m}`` for every m of ``modules`` and L of
-        ``layers``. Memory holds one batch at a time.
+        ``layers``. Memory holds one batch at a time. ``skip(first_token_id, n)``: True for a
+        batch whose residuals are not needed (its tokens are yielded without running the model,
+        ``resid`` and ``modules`` empty; e.g. the finished shards of a resumed harvest).
         """
         import torch
 
@@ -161,15 +164,16 @@ class LoadedModel:
 
         def flush(chunk) -> Batch:
             nonlocal next_id
-            raw = self._forward([c[2] for c in chunk], points, wanted)
             lens = [len(c[2]) for c in chunk]
             n = sum(lens)
+            raw = {} if skip is not None and skip(next_id, n) else \
+                self._forward([c[2] for c in chunk], points, wanted)
             out = Batch(
                 token_ids=np.arange(next_id, next_id + n, dtype=np.int64),
                 doc=np.repeat(np.asarray([c[0] for c in chunk], np.int32), lens),
                 pos=np.concatenate([np.arange(c[1], c[1] + len(c[2]), dtype=np.int32) for c in chunk]),
-                tokens=[t for c in chunk for t in c[3]], resid={L: raw[L] for L in points},
-                modules={k: raw[k] for k in wanted})
+                tokens=[t for c in chunk for t in c[3]], resid={L: raw[L] for L in points if L in raw},
+                modules={k: raw[k] for k in wanted if k in raw})
             next_id += n
             return out
 

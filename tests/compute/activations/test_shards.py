@@ -133,3 +133,47 @@ def test_bad_shard_tokens(saew, lake, tmp_path):
                         write_txt(tmp_path / "c.txt"), "--tokens", 10, "--shard-tokens", 0)
     assert code == 2 and "--shard-tokens 0: must be positive" in err
     assert not lake.has_data("activations")
+
+
+def test_a_killed_harvest_keeps_its_shards_and_the_rerun_does_the_rest(saew, lake, monkeypatch, tmp_path):
+    import saew.compute.activations.harvest as step
+
+    corpus = write_txt(tmp_path / "c.txt")
+    put_sae(lake, "r", 2, make_sae(384, 32, "relu", seed=1))
+    args = ["harvest", "--release", "r", "--model", "minilm", "--corpus", corpus, "--tokens", 70,
+            "--batch-size", 1, "--seq-len", 24, "--examples", 3, "--shard-tokens", 16]
+    real, written = step.write_shard, []
+
+    def killed_at_2(lake_, release, shard, by_layer):
+        written.append(shard)
+        if shard == 2:
+            raise RuntimeError("killed at shard 2")
+        return real(lake_, release, shard, by_layer)
+
+    monkeypatch.setattr(step, "write_shard", killed_at_2)
+    with pytest.raises(RuntimeError, match="killed at shard 2"):
+        saew(*args)
+    assert lake.query("SELECT DISTINCT shard FROM activations ORDER BY 1").column("shard").to_pylist() == [0, 1]
+    assert lake.query("SELECT status, units FROM runs WHERE command = 'harvest'").to_pylist() == [
+        {"status": "partial", "units": ["shard=0", "shard=1"]}]
+    assert not lake.has_data("activation_sets")      # a half-finished harvest has no N yet
+
+    written.clear()
+    monkeypatch.setattr(step, "write_shard", lambda *a: (written.append(a[2]), real(*a))[1])
+    forwards = []
+    from saew.compute.lm import model as lm
+
+    real_forward = lm.LoadedModel._forward
+    monkeypatch.setattr(lm.LoadedModel, "_forward",
+                        lambda self, seqs, *a: (forwards.append(sum(map(len, seqs))), real_forward(self, seqs, *a))[1])
+    code, out, err = saew(*args)
+    assert code == 0, err
+    assert written == [2, 3, 4] and "kept 2 unit(s)" in out
+    assert sum(forwards) < 70 - 16                    # the finished shards' batches were not run
+    # the same rows as one uninterrupted run
+    other = tmp_path / "other"
+    from saew.storage.lake import Lake
+
+    put_sae(Lake(other), "r", 2, make_sae(384, 32, "relu", seed=1))
+    assert saew(*args, home_dir=other)[0] == 0
+    assert _harvest_rows(lake, "r") == _harvest_rows(Lake(other), "r")
