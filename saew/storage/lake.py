@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from saew.errors import BadInput, LockBusy
 from saew.storage import legacy, versions
+from saew.storage.home import DEFAULT_HOME, RELEASE_RE, check_release, resolve_home
 from saew.storage.arrowcols import float_lists, list_matrix, row_group_size, to_arrow
 from saew.storage.schemas import TABLES, spec
 from saew.storage.versions import PART_FILE, Manifest
@@ -45,24 +46,10 @@ from saew.storage.versions import PART_FILE, Manifest
 __all__ = ["Lake", "RunInfo", "check_release", "resolve_home", "float_lists", "list_matrix",
            "to_arrow", "PART_FILE", "COMPRESSION", "resume_key"]
 
-RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PART_VALUE_RE = re.compile(r"-?[A-Za-z0-9][A-Za-z0-9._-]{0,99}|-?[0-9]+")
 _DIR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 COMPRESSION = "zstd"
-DEFAULT_HOME = "saew-home"  # relative to the working directory; never a source folder
-RESUME_IGNORED = ("home", "workers", "executor", "device")  # params that do not change results
-
-
-def check_release(release: str) -> str:
-    """Refuse release names that are not ``[A-Za-z0-9][A-Za-z0-9._-]{0,99}``."""
-    if not isinstance(release, str) or not RELEASE_RE.fullmatch(release) or release in {".", ".."}:
-        raise BadInput(f"--release {release!r}: release names must match [A-Za-z0-9][A-Za-z0-9._-]{{0,99}}")
-    return release
-
-
-def resolve_home(home: str | os.PathLike | None) -> Path:
-    """``--home``, else ``$SAEW_HOME``, else ``./saew-home`` (never a source folder)."""
-    return Path(home or os.environ.get("SAEW_HOME") or DEFAULT_HOME).resolve()
+RESUME_IGNORED = ("home", "workers", "executor", "device", "ray_address")  # params that do not change results
 
 
 def resume_key(params_json: str) -> str:

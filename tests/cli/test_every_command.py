@@ -69,6 +69,7 @@ def _pipeline(tmp_path) -> list[list[str]]:
         ["communities", *r],
         ["evaluate", *r],
         ["flow", *r],
+        ["verify", *r, "--sample", "2", "--tokens-per-link", "1"],
         x[("ingest", "sae")], second_sae,
         *[x[w] for w in x if w != ("ingest", "sae")],
         ["build", "--quiet"],

@@ -13,6 +13,7 @@ import numpy as np
 
 from saew.compute.training.config import TrainConfig
 from saew.compute.training.hooks import DEFAULT_HOOKS, Unit, check_releases, parse_hooks, units
+from saew.compute.options import add_device_argument, add_executor_arguments
 from saew.compute.training.trainer import train_sae
 from saew.errors import BadInput
 from saew.sae.params import SAEParams
@@ -64,9 +65,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help="Adam learning rate (default 4e-3)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="tokens per step (default 1024)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="layers trained at once, each in its own single-threaded process "
-                        "(default: min(2, CPU count, layers)); 1 trains in this process")
+    add_executor_arguments(p, "layers")
+    add_device_argument(p)
     p.add_argument("--harvest", action="store_true",
                    help="also record the training pass as a harvest: encode the same residuals "
                         "with the new SAEs and write tokens, activations and activation_sets, "
@@ -89,12 +89,14 @@ def _config(args, d_model: int | None, seed: int) -> TrainConfig:
 
 
 def _train_job(layer: int, x: np.ndarray, cfg: TrainConfig, model_name: str, hook: str,
-               token_ids: np.ndarray | None):
-    """Train one layer's SAE (in a worker process or in-process) and, with ``token_ids``, encode
-    its own training tokens: (layer, n_tokens, TrainResult, params, codes or None)."""
+               token_ids: np.ndarray | None, device: str = "cpu"):
+    """Train one layer's SAE (one unit, through the executor) on ``device`` and, with
+    ``token_ids``, encode its own training tokens: (layer, n_tokens, TrainResult, params, codes
+    or None)."""
     import torch
 
-    res = train_sae(torch.from_numpy(x), cfg, desc=f"train layer {layer}", token_ids=token_ids)
+    res = train_sae(torch.from_numpy(x), cfg, desc=f"train layer {layer}", token_ids=token_ids,
+                    device=device)
     codes, res.codes = res.codes, None
     return layer, int(x.shape[0]), res, replace(res.params, model=model_name, hook=hook), codes
 
@@ -108,7 +110,7 @@ def run(args, ctx) -> str:
     from saew.compute.corpus import load_corpus
     from saew.compute.lm.load import load_model
     from saew.compute.lm.model import hook_outputs
-    from saew.compute.parallel import default_workers, ordered_map
+    from saew.compute.options import executor_from_args
     from saew.progress import progress
     from saew.storage.saes import saelens_folder, stage_saelens_folder, write_sae
 
@@ -117,8 +119,7 @@ def run(args, ctx) -> str:
         raise BadInput(f"--tokens {args.tokens}: must be positive")
     _config(args, None, ctx.seed)  # fail fast, before loading a model
     points = parse_hooks(getattr(args, "hooks", None))
-    if args.workers is not None and args.workers < 1:
-        raise BadInput(f"--workers {args.workers}: must be at least 1")
+    ex = executor_from_args(args)   # checks --executor, --workers and --device up front
     torch.set_num_threads(2)
     model = load_model(args.model)
     spec_ = model.spec
@@ -146,10 +147,9 @@ def run(args, ctx) -> str:
              "  layer  tokens    fvu     l0  dead_frac  seconds" + ("  hook" if many else "")]
     try:
         done: list[tuple[Unit, SAEParams]] = []
-        workers = default_workers(len(todo)) if args.workers is None else args.workers
-        jobs = ((u.layer, acts.pop((u.point, u.layer)).numpy(), cfg, spec_.name, u.hook, token_ids)
-                for u in todo)
-        for layer, n_tokens, res, p, codes in progress(ordered_map(_train_job, jobs, workers),
+        jobs = ((u.layer, acts.pop((u.point, u.layer)).numpy(), cfg, spec_.name, u.hook, token_ids,
+                 ex.cfg.device) for u in todo)
+        for layer, n_tokens, res, p, codes in progress(ex.map(_train_job, jobs, len(todo)),
                                                        total=len(todo), desc="train",
                                                        unit="SAE" if many else "layer"):
             u = by_hook[p.hook]
