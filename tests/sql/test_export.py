@@ -12,7 +12,10 @@ from tests.factories_dbt import built_small_warehouse, mart
 MARTS = {"dim_features", "fct_cluster_coactivation", "fct_cluster_fates", "fct_cluster_transitions",
          "fct_coactivation_pairs", "fct_feature_fates_activation", "fct_feature_flow", "fct_feature_lineage",
          "fct_feature_persistence", "fct_layer_evolution", "fct_layer_evolution_vs_null",
-         "fct_layer_evolution_null", "dim_links"}
+         "fct_layer_evolution_null", "dim_links",
+         # feature flow and causal checks (issue 19)
+         "dim_flow_origins", "fct_feature_origin", "fct_origin_by_layer", "fct_link_interventions",
+         "fct_link_causal", "fct_origin_causal"}
 
 
 @pytest.fixture(scope="module")
