@@ -1,6 +1,7 @@
 select
     release,
     layer,
+    shard,
     token_id,
     feature,
     value

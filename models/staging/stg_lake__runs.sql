@@ -5,5 +5,6 @@ select
     started_at,
     finished_at,
     status,
-    version
+    version,
+    units
 from {{ source('lake', 'runs') }}

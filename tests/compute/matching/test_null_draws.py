@@ -122,8 +122,8 @@ def test_draws_are_uniform_bijections():
     (["--draws", "3"], "--draws 3"),
     (["--method", "folded", "--draws", "2"], "--draws 2"),
     (["--space", "text", "--method", "cosine", "--draws", "2"], "--draws 2"),
-    (["--method", "random", "--draws", "0"], "--draws 0"),
-    (["--method", "random", "--draws", "-1"], "--draws -1"),
+    (["--method", "random", "--draws", "0"], "--draws: 0"),
+    (["--method", "random", "--draws", "-1"], "--draws: -1"),
 ])
 def test_bad_draws(saew, lake, argv, needle):
     _release(lake, widths=(10, 10))

@@ -92,7 +92,7 @@ def test_rerun_replaces_own_rows_and_never_duplicates(lake, saew):
     ("release", "no SAE ingested"),
     ("no-activations", "no activations"),
     ("no-tokens", "no tokens"),
-    ("top", "--top 0"),
+    ("top", "--top: 0"),
 ])
 def test_describe_bad_input(case, message, lake, saew):
     if case == "no-activations":
