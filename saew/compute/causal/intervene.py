@@ -26,7 +26,10 @@ import numpy as np
 
 from saew.compute.lm.model import module_of
 from saew.errors import BadInput
-from saew.sae.encode import LN_EPS, TorchSAE
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # torch loads only when a model runs, so `saew --help` stays fast
+    from saew.sae.encode import TorchSAE
 
 POINT_RE = re.compile(r"blocks\.(\d+)\.hook_(resid_post|resid_pre|mlp_out|attn_out)")
 
@@ -105,6 +108,8 @@ def ablate(h, sae: TorchSAE, features, coef, real):
     a = f.gather(-1, features.view(-1, 1, 1).expand(-1, f.shape[1], 1))  # [R, W, 1]
     delta = a * sae.w_dec[features].unsqueeze(1)                     # [R, W, d]
     if norm is not None:
+        from saew.sae.encode import LN_EPS
+
         delta = delta * (norm[1] + LN_EPS)
     w = (coef.view(-1, 1, 1) * real.unsqueeze(-1)).to(h.dtype)
     return h - w * delta.to(h.dtype)
