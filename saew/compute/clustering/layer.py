@@ -9,7 +9,9 @@
   (``leiden.py``), gates. Every reported cluster has passed the gates (``gates.py``); the
   coherence null is drawn once per layer and seed. Final ids are 0.. in the order found.
 - ``stability`` N > 0: the labels again with seeds seed+1 .. seed+N (UMAP, NN-descent, Leiden,
-  the gates' draws; no plot layout), kept for ``quality.stability_ari``.
+  the member gate's sample; no plot layout), kept for ``quality.stability_ari``. The cluster
+  gate's null is a property of the layer, not of a run: the reruns gate against the first
+  run's (drawn with ``seed``), which saves a null per rerun.
 """
 from __future__ import annotations
 
@@ -44,16 +46,22 @@ def _dense(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def cluster_labels(u: np.ndarray, cfg: ClusterConfig, knn=None
+def layer_null(u: np.ndarray, cfg: ClusterConfig):
+    """The cluster gate's null of a layer's distinct unit vectors (None when the gate is off)."""
+    if cfg.null_quantile <= 0 or u.shape[0] < 2:
+        return None
+    return coherence_null(u, cfg.null_quantile, cfg.null_draws, cfg.seed, cfg.null)
+
+
+def cluster_labels(u: np.ndarray, cfg: ClusterConfig, knn=None, null=None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(labels int32, probability float32, 15-D embedding or None) of distinct unit vectors,
-    every cluster through the gates."""
+    every cluster through the gates (``null``: the layer's, computed here when not given)."""
     n = u.shape[0]
     if n < 2 or (cfg.algorithm == "hdbscan" and not can_embed(n, cfg.n_components)):
         return np.full(n, NOISE, np.int32), np.zeros(n, np.float32), None
     knn = knn_graph(u, cfg.n_neighbors, cfg) if knn is None else knn
-    null = (coherence_null(u, cfg.null_quantile, cfg.null_draws, cfg.seed, cfg.null)
-            if cfg.null_quantile > 0 else None)
+    null = layer_null(u, cfg) if null is None else null
     emb = None
     if cfg.algorithm == "leiden":
         from saew.compute.clustering.leiden import leiden_labels
@@ -73,15 +81,15 @@ def cluster_labels(u: np.ndarray, cfg: ClusterConfig, knn=None
     return _dense(labels).astype(np.int32), prob, emb
 
 
-def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None
+def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None, null=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluster distinct unit vectors: (labels int32, probability float32, xy float32 [n, 2])."""
     n = u.shape[0]
     if not can_embed(n, cfg.n_components):
-        labels, prob, _ = cluster_labels(u, cfg)
+        labels, prob, _ = cluster_labels(u, cfg, null=null)
         return labels, prob, np.full((n, 2), np.nan, np.float32)
     knn = knn_graph(u, cfg.n_neighbors, cfg) if knn is None else knn
-    labels, prob, emb = cluster_labels(u, cfg, knn)
+    labels, prob, emb = cluster_labels(u, cfg, knn, null)
     return labels, prob, xy_layout(u, emb, knn, cfg)
 
 
@@ -100,12 +108,13 @@ def cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfi
         first, inverse = unique_rows(u)
         ud = u[first]
         knn = knn_graph(ud, cfg.n_neighbors, cfg) if len(ud) >= 2 else None
-        lab_u, prob_u, xy_u = cluster_vectors(ud, cfg, knn)
+        null = layer_null(ud, cfg)   # the layer's null: the reruns gate against the same one
+        lab_u, prob_u, xy_u = cluster_vectors(ud, cfg, knn, null)
         labels[idx], prob[idx], xy[idx] = lab_u[inverse], prob_u[inverse], xy_u[inverse]
         for i in range(1, cfg.stability + 1):
             c = replace(cfg, seed=cfg.seed + i)
             same_graph = knn is not None and len(ud) <= EXACT_KNN_MAX
             r = np.full(n, NO_VECTOR, np.int32)
-            r[idx] = cluster_labels(ud, c, knn if same_graph else None)[0][inverse]
+            r[idx] = cluster_labels(ud, c, knn if same_graph else None, null)[0][inverse]
             reruns.append(r)
     return LayerClusters(labels, prob, xy, tuple(reruns), gated(cfg))
