@@ -18,7 +18,10 @@ over features or pairs).
 A layer harvested in token shards is counted shard by shard (``storage.reads.token_blocks``):
 n_ab is a sum over tokens, so the counts of the shards are added pair by pair (a linear merge
 of two (a, b)-sorted lists, ``kernels.merge_counts``) and equal one count over the whole layer
-exactly; memory holds one shard's activations and the pairs found so far.
+exactly. The running total is kept in ``RANGES`` ranges of feature a (``RangedCounts``), each
+merged with its part of the next shard on its own, so memory holds one shard's activations and
+pairs, the pairs found so far and one range's merged copy (not two copies of every pair); the
+time per shard is one linear merge, O(pairs so far + the shard's pairs), never a rebuild.
 
 The activations are read by ``storage.reads.load_activity``; the incidence matrices are built
 by ``compute.activations.incidence``.
@@ -90,16 +93,63 @@ def add_counts(total: tuple[np.ndarray, ...] | None, part: tuple[np.ndarray, ...
     return _jit()["merge_counts"](*total, *part)
 
 
+RANGES = 16   # ranges of feature a the running pair counts of a sharded layer are kept in
+
+
+def row_ranges(d: int, n: int = RANGES) -> np.ndarray:
+    """Bounds [lo_0 = 0, lo_1, ..., d] of at most ``n`` equal ranges of the features 0..d-1."""
+    return np.unique(np.linspace(0, d, max(1, min(n, d)) + 1).astype(np.int64))
+
+
+class RangedCounts:
+    """Running n_ab of the pairs (a, b) found so far, kept as one (a, b)-sorted list per range
+    of a (``row_ranges``): ``add`` merges a shard's pairs range by range (``add_counts``), so
+    the old and the merged copy of only one range exist at a time."""
+
+    def __init__(self, d: int):
+        self.bounds = row_ranges(d)
+        self.parts: list[tuple[np.ndarray, ...] | None] = [None] * (len(self.bounds) - 1)
+
+    def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        cuts = np.searchsorted(part[0], self.bounds)
+        for r in range(len(self.parts)):
+            lo, hi = int(cuts[r]), int(cuts[r + 1])
+            piece = tuple(x[lo:hi] for x in part)
+            # a range's first pairs are copied: a view would keep the whole shard's arrays alive
+            self.parts[r] = tuple(x.copy() for x in piece) if self.parts[r] is None else \
+                add_counts(self.parts[r], piece)
+
+    def total(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair, sorted by (a, b): the ranges copied one after another into one array each,
+        every range released once copied (the output's pages are only touched as they are
+        filled, so memory stays about one copy of the pairs)."""
+        sizes = [0 if p is None else len(p[0]) for p in self.parts]
+        out = (np.empty(sum(sizes), np.int32), np.empty(sum(sizes), np.int32), np.empty(sum(sizes), np.int64))
+        o = 0
+        for r, size in enumerate(sizes):
+            if size:
+                for x, y in zip(out, self.parts[r]):
+                    x[o:o + size] = y
+            self.parts[r] = None
+            o += size
+        return out
+
+
 def layer_coactivation(lake, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n_ab of one layer, counted block by block over its token shards (``storage.reads.
-    token_blocks``) and added (``add_counts``): memory holds one shard's incidence and the
+    token_blocks``) and added (``RangedCounts``): memory holds one shard's incidence and the
     pairs found so far, never the layer's activations."""
+    blocks = token_blocks(lake, release, layer)
+    if len(blocks) == 1:
+        return coactivation_counts(load_activity(lake, release, layer, tokens=blocks[0]))
     total = None
-    for block in token_blocks(lake, release, layer):
+    for block in blocks:
         act = load_activity(lake, release, layer, tokens=block)
-        total = add_counts(total, coactivation_counts(act))
+        if total is None:
+            total = RangedCounts(act.d_sae)
+        total.add(coactivation_counts(act))
         del act
-    return total
+    return total.total()
 
 
 def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

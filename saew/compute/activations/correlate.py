@@ -29,11 +29,13 @@ failure keeps the pairs before it and a re-run does only the rest.
 Token shards (``saew harvest --shard-tokens``): both layers are read block by block over the
 token ranges of the source layer's shards (``storage.reads.token_blocks``). Every statistic is
 a sum over tokens, so the blocks' sums are added: the per-feature sums and the running
-(n_both, sxy) of every co-occurring pair (CSR rows, ``kernels.cross_rows``) continue from the
-earlier blocks with the same float additions in the same order as one unsharded pass (tokens
-ascending), and the last block's kernel starts from them and selects the top 16. The result is
-bit-for-bit the unsharded one; memory holds one block and the running pairs (at most
-d_sae(l) x d_sae(l'), in practice the pairs that ever co-occur), never a whole layer.
+(n_both, sxy) of every co-occurring pair (``Pairs``: CSR rows in ranges of source features,
+``kernels.carry_row``) continue from the earlier blocks with the same float additions in the
+same order as one unsharded pass (tokens ascending), and the last block's kernel starts from
+them and selects the top 16. The result is bit-for-bit the unsharded one. Memory holds one
+block, the running pairs (16 bytes each: at most d_sae(l) x d_sae(l'), in practice the pairs
+that ever co-occur, which grow with the corpus until they saturate) and one range's rebuilt
+copy, never a whole layer; time per block is its pair visits plus one pass over the pairs so far.
 """
 from __future__ import annotations
 
@@ -90,33 +92,48 @@ class Sums:
         _kernels().feature_sums(inc.t_feat, inc.t_val, self.cnt, self.s, self.ss)
 
 
-@dataclass
 class Pairs:
-    """Running (n_both, sxy) of every co-occurring pair (i, j) over the blocks read so far, as
-    CSR rows per source feature with j ascending (``kernels.cross_rows``)."""
-    ptr: np.ndarray
-    j: np.ndarray
-    n: np.ndarray
-    xy: np.ndarray
+    """Running (n_both, sxy) of every co-occurring pair (i, j) over the blocks read so far, kept
+    in ranges of the source feature i (``coactivation.row_ranges``), each a CSR (ptr, j int32,
+    n_both int32, sxy float64) with j ascending per row (``kernels.cross_rows``). One more block
+    rebuilds one range at a time, so memory holds the pairs and one range's new copy (16 bytes a
+    pair), not two copies of every pair; the time per block is its pair visits plus one pass over
+    the pairs so far (merging the row's old j with the block's new ones), never a sort of every
+    row."""
+
+    def __init__(self, d_src: int):
+        from saew.compute.activations.coactivation import row_ranges
+
+        self.bounds = row_ranges(d_src)
+        self.parts = [(np.zeros(int(hi - lo) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+                       np.zeros(0, np.float64)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
 
     @classmethod
     def empty(cls, d_src: int) -> "Pairs":
-        return cls(np.zeros(d_src + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64),
-                   np.zeros(0, np.float64))
+        return cls(d_src)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """The source-feature ranges [lo, hi), one per part."""
+        return [(int(lo), int(hi)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
 
     def add(self, xs: Incidence, yd: Incidence) -> "Pairs":
-        """The sums after one more block (xs feature-major, yd token-major, same token rows)."""
+        """The sums after one more block (xs feature-major, yd token-major, same token rows),
+        updated range by range in place."""
         k = _kernels()
-        nc = _n_chunks(xs.d)
-        sizes = k.cross_row_sizes(xs.f_ptr, xs.f_tok, yd.t_ptr, yd.t_feat, xs.d, yd.d,
-                                  self.ptr, self.j, nc)
-        ptr = np.zeros(xs.d + 1, np.int64)
-        np.cumsum(sizes, out=ptr[1:])
-        out = Pairs(ptr, np.empty(int(ptr[-1]), np.int32), np.empty(int(ptr[-1]), np.int64),
-                    np.empty(int(ptr[-1]), np.float64))
-        k.cross_rows(xs.f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, xs.d, yd.d,
-                     self.ptr, self.j, self.n, self.xy, nc, ptr, out.j, out.n, out.xy)
-        return out
+        for r, (lo, hi) in enumerate(self.ranges()):
+            p_ptr, p_j, p_n, p_xy = self.parts[r]
+            f_ptr, d = xs.f_ptr[lo:hi + 1], hi - lo
+            nc = _n_chunks(d)
+            sizes = k.cross_row_sizes(f_ptr, xs.f_tok, yd.t_ptr, yd.t_feat, d, yd.d, p_ptr, p_j, nc)
+            ptr = np.zeros(d + 1, np.int64)
+            np.cumsum(sizes, out=ptr[1:])
+            nnz = int(ptr[-1])
+            out = (ptr, np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.float64))
+            k.cross_rows(f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, d, yd.d,
+                         p_ptr, p_j, p_n, p_xy, nc, *out)
+            self.parts[r] = out
+            del p_ptr, p_j, p_n, p_xy
+        return self
 
 
 def _n_chunks(d: int) -> int:
@@ -125,10 +142,18 @@ def _n_chunks(d: int) -> int:
 
 def _top(xs: Incidence, yd: Incidence, sx: Sums, sy: Sums, n: int, k: int, prev: Pairs
          ) -> dict[str, np.ndarray]:
-    """The stored columns from the last block and the sums of every block (see module docstring)."""
-    out_j, out_n, out_r = _kernels().top_correlations(
-        xs.f_ptr, xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, xs.d, yd.d,
-        sx.s, sx.ss, sy.s, sy.ss, float(n), k, _n_chunks(xs.d), prev.ptr, prev.j, prev.n, prev.xy)
+    """The stored columns from the last block and the sums of every block (see module docstring),
+    range by range of source features (each range's running pairs released once used)."""
+    kern = _kernels()
+    outs = []
+    for r, (lo, hi) in enumerate(prev.ranges()):
+        p_ptr, p_j, p_n, p_xy = prev.parts[r]
+        outs.append(kern.top_correlations(
+            xs.f_ptr[lo:hi + 1], xs.f_tok, xs.f_val, yd.t_ptr, yd.t_feat, yd.t_val, hi - lo, yd.d,
+            sx.s[lo:hi], sx.ss[lo:hi], sy.s, sy.ss, float(n), k, _n_chunks(hi - lo), p_ptr, p_j, p_n, p_xy))
+        prev.parts[r] = None
+        del p_ptr, p_j, p_n, p_xy
+    out_j, out_n, out_r = (np.concatenate([o[i] for o in outs]) for i in range(3))
     keep = out_j.ravel() >= 0
     src_f = np.repeat(np.arange(xs.d, dtype=np.int32), k)[keep]
     dst_f = out_j.ravel()[keep]
@@ -156,6 +181,8 @@ def correlate_blocks(blocks: list, k: int = TOP_K, src_built: Built | None = Non
         src, dst = load()
         if b == 0:
             n = src.n_tokens
+            if n is not None and n >= 2**31:
+                raise ValueError("2^31 or more tokens: n_both would overflow its int32 column")
             sx, sy, prev = Sums.zeros(src.d_sae), Sums.zeros(dst.d_sae), Pairs.empty(src.d_sae)
         (rs, rd), n_rows = token_rows(src.token_id, dst.token_id)
         xs = _built(src, rs, n_rows, src_built if len(blocks) == 1 else None).inc

@@ -146,44 +146,70 @@ def cross_row_sizes(f_ptr, f_tok, t_ptr, t_feat, d_src, d_dst, p_ptr, p_j, n_chu
     return sizes
 
 
+@nb.njit(cache=True, inline="always")
+def carry_row(i, f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, p_ptr, p_j, p_n, p_xy, acc_n, acc_xy,
+              touched):
+    """Source row i's running (n_both, sxy) after one more token block, in the dense
+    accumulators acc_n / acc_xy (zero on entry): each pair starts from its sums over the earlier
+    blocks (CSR row p_ptr/p_j/p_n/p_xy, j ascending; empty for the first block) and adds x y
+    token by token in ascending token order, the additions one unsharded pass makes:
+
+        n_both(i, j) += 1,  sxy(i, j) += x_i(t) y_j(t)   for every token t of the block where both > 0
+
+    Returns m: touched[:m] are the row's j, the previous ones first (ascending, m0 = p_ptr[i + 1]
+    - p_ptr[i] of them), then the new ones in the order met. The one accumulation of
+    ``cross_rows`` and ``top_correlations``."""
+    m = 0
+    for q in range(p_ptr[i], p_ptr[i + 1]):
+        j = p_j[q]
+        touched[m] = j
+        m += 1
+        acc_n[j] = p_n[q]
+        acc_xy[j] = p_xy[q]
+    for p in range(f_ptr[i], f_ptr[i + 1]):
+        t = f_tok[p]
+        x = np.float64(f_val[p])
+        for q in range(t_ptr[t], t_ptr[t + 1]):
+            j = t_feat[q]
+            if acc_n[j] == 0:
+                touched[m] = j
+                m += 1
+            acc_n[j] += 1
+            acc_xy[j] += x * np.float64(t_val[q])
+    return m
+
+
 @nb.njit(parallel=True, cache=True)
 def cross_rows(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst, p_ptr, p_j, p_n, p_xy,
                n_chunks, offsets, out_j, out_n, out_xy):
     """Numeric pass: the running sums (n_both, sxy) of every pair (i, j) after one more token
-    block, as CSR rows at offsets[i] with j ascending: each accumulator starts from the pair's
-    previous value (p_n, p_xy; 0 for a new pair) and adds x y token by token in ascending
-    token order, the additions an unsharded run makes (see ``top_correlations``)."""
+    block (``carry_row``), as CSR rows at offsets[i] with j ascending: the previous row's j
+    (already ascending) merged with the block's new j (sorted), no sort of the whole row."""
     for c in nb.prange(n_chunks):
         acc_xy = np.zeros(d_dst, np.float64)
         acc_n = np.zeros(d_dst, np.int64)
-        touched = np.empty(d_dst, np.int32)
+        touched = np.empty(d_dst, np.int64)
         for i in range(c, d_src, n_chunks):
-            m = 0
-            for q in range(p_ptr[i], p_ptr[i + 1]):
-                j = p_j[q]
-                touched[m] = j
-                m += 1
-                acc_n[j] = p_n[q]
-                acc_xy[j] = p_xy[q]
-            for p in range(f_ptr[i], f_ptr[i + 1]):
-                t = f_tok[p]
-                x = np.float64(f_val[p])
-                for q in range(t_ptr[t], t_ptr[t + 1]):
-                    j = t_feat[q]
-                    if acc_n[j] == 0:
-                        touched[m] = j
-                        m += 1
-                    acc_n[j] += 1
-                    acc_xy[j] += x * np.float64(t_val[q])
-            row = np.sort(touched[:m])
+            m = carry_row(i, f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, p_ptr, p_j, p_n, p_xy,
+                          acc_n, acc_xy, touched)
+            m0 = p_ptr[i + 1] - p_ptr[i]
+            new = np.sort(touched[m0:m])
             o = offsets[i]
-            for u in range(m):
-                j = row[u]
-                out_j[o + u] = j
-                out_n[o + u] = acc_n[j]
-                out_xy[o + u] = acc_xy[j]
+            a = 0
+            b = 0
+            while a < m0 or b < m - m0:
+                if b >= m - m0 or (a < m0 and touched[a] < new[b]):
+                    j = touched[a]
+                    a += 1
+                else:
+                    j = new[b]
+                    b += 1
+                out_j[o] = j
+                out_n[o] = acc_n[j]
+                out_xy[o] = acc_xy[j]
                 acc_n[j] = 0
                 acc_xy[j] = 0.0
+                o += 1
 
 
 @nb.njit(parallel=True, cache=True)
@@ -193,7 +219,7 @@ def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
 
     sxy and n_both of pair (i, j) start from its running sums over the earlier token blocks
     (CSR p_ptr/p_j/p_n/p_xy, from ``cross_rows``; all empty for a layer read in one block)
-    and add x y over the tokens of this block in ascending token order.
+    and add x y over the tokens of this block in ascending token order (``carry_row``).
     Returns (dst [d_src, k] (-1 = empty slot), n_both [d_src, k], r [d_src, k]).
     """
     out_j = np.full((d_src, k), -1, np.int32)
@@ -204,23 +230,8 @@ def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
         acc_n = np.zeros(d_dst, np.int64)
         touched = np.empty(d_dst, np.int64)
         for i in range(c, d_src, n_chunks):
-            m = 0
-            for q in range(p_ptr[i], p_ptr[i + 1]):
-                j = p_j[q]
-                touched[m] = j
-                m += 1
-                acc_n[j] = p_n[q]
-                acc_xy[j] = p_xy[q]
-            for p in range(f_ptr[i], f_ptr[i + 1]):
-                t = f_tok[p]
-                x = np.float64(f_val[p])
-                for q in range(t_ptr[t], t_ptr[t + 1]):
-                    j = t_feat[q]
-                    if acc_n[j] == 0:
-                        touched[m] = j
-                        m += 1
-                    acc_n[j] += 1
-                    acc_xy[j] += x * np.float64(t_val[q])
+            m = carry_row(i, f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, p_ptr, p_j, p_n, p_xy,
+                          acc_n, acc_xy, touched)
             # keep the row's top k in a small sorted buffer: (key desc, j asc),
             # key = pearson, NaN ranking last (-2 is below every correlation)
             top_key = np.full(k, -3.0)
@@ -252,10 +263,27 @@ def top_correlations(f_ptr, f_tok, f_val, t_ptr, t_feat, t_val, d_src, d_dst,
 
 
 @nb.njit(cache=True)
+def union_size(a1, b1, a2, b2):
+    """The number of distinct (a, b) pairs of two lists each sorted by (a, b) with unique pairs."""
+    i = j = o = 0
+    while i < a1.shape[0] and j < a2.shape[0]:
+        if a1[i] == a2[j] and b1[i] == b2[j]:
+            i += 1
+            j += 1
+        elif a1[i] < a2[j] or (a1[i] == a2[j] and b1[i] < b2[j]):
+            i += 1
+        else:
+            j += 1
+        o += 1
+    return o + (a1.shape[0] - i) + (a2.shape[0] - j)
+
+
+@nb.njit(cache=True)
 def merge_counts(a1, b1, n1, a2, b2, n2):
     """Sum of two pair-count lists, each sorted by (a, b) with unique pairs: the union of the
-    pairs, sorted by (a, b), n added where a pair is in both (integer counts: exact)."""
-    size = a1.shape[0] + a2.shape[0]
+    pairs, sorted by (a, b), n added where a pair is in both (integer counts: exact). The output
+    is allocated at its exact size (``union_size``): memory is the two inputs and the sum."""
+    size = union_size(a1, b1, a2, b2)
     oa = np.empty(size, np.int32)
     ob = np.empty(size, np.int32)
     on = np.empty(size, np.int64)
@@ -290,4 +318,4 @@ def merge_counts(a1, b1, n1, a2, b2, n2):
         on[o] = n2[j]
         j += 1
         o += 1
-    return oa[:o].copy(), ob[:o].copy(), on[:o].copy()
+    return oa, ob, on

@@ -177,3 +177,39 @@ def test_a_killed_harvest_keeps_its_shards_and_the_rerun_does_the_rest(saew, lak
     put_sae(Lake(other), "r", 2, make_sae(384, 32, "relu", seed=1))
     assert saew(*args, home_dir=other)[0] == 0
     assert _harvest_rows(lake, "r") == _harvest_rows(Lake(other), "r")
+
+
+def test_ranged_running_sums_over_many_shards_equal_one_pass(lake):
+    """The running pair sums kept in source-feature ranges (coactivation.RangedCounts,
+    correlate.Pairs) over 9 token blocks, with pairs first met in late blocks and ranges with no
+    pair until then: the same n_ab and correlation columns as one pass over every token."""
+    from saew.compute.activations.coactivation import RangedCounts, coactivation_counts, row_ranges
+    from saew.compute.activations.correlate import correlate_blocks, correlate_layers
+    from saew.storage.reads import Activity
+
+    n, cut = 900, 100
+    x = sparse_matrix(n, 70, 0.04, seed=5)
+    y = sparse_matrix(n, 50, 0.05, seed=6)
+    x[:600, 50:] = 0                          # source features 50.. (the last ranges) start late
+    y[:450, :25] = 0
+
+    def act(m: np.ndarray, lo: int = 0, hi: int = n) -> Activity:
+        r, f = np.nonzero(m[lo:hi])
+        return Activity((r + lo).astype(np.int64), f.astype(np.int32), m[lo:hi][r, f].astype(np.float32),
+                        m.shape[1], n)
+
+    assert row_ranges(70).tolist()[:3] == [0, 4, 8] and row_ranges(70)[-1] == 70 and len(row_ranges(3)) == 4
+    whole = coactivation_counts(act(x))
+    ranged = RangedCounts(70)
+    for lo in range(0, n, cut):
+        ranged.add(coactivation_counts(act(x, lo, lo + cut)))
+    got = ranged.total()
+    assert all(np.array_equal(g, w) and g.dtype == w.dtype for g, w in zip(got, whole))
+    assert ranged.parts == [None] * (len(row_ranges(70)) - 1)    # released as copied
+
+    one, _ = correlate_layers(act(x), act(y))
+    blocks = [(lambda lo=lo: (act(x, lo, lo + cut), act(y, lo, lo + cut))) for lo in range(0, n, cut)]
+    many, _ = correlate_blocks(blocks)
+    assert one["src_feature"].size and set(one) == set(many)
+    for col in one:
+        np.testing.assert_array_equal(many[col], one[col])   # bit for bit, NaN where NULL
