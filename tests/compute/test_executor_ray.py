@@ -1,6 +1,8 @@
 """--executor ray gives the lake rows of --executor local: match, cluster, transport,
 co-activation and correlate on a small warehouse (integers, labels and keys exactly; floats
-within 1e-6 relative), on one local Ray cluster of 2 CPUs started once for this module."""
+within 1e-6 relative), and ``saew demo --executor ray --model minilm`` passes, all on one local
+Ray cluster of 2 CPUs started once for this module (its two workers import torch and compile
+numba's kernels once, for every test here: that warm-up is most of this module's time)."""
 from __future__ import annotations
 
 import os
@@ -16,7 +18,7 @@ from tests.factories_coact import put_activations, sparse_matrix
 ray = pytest.importorskip("ray")
 
 R = "r"
-N_LAYERS, D_IN, TOKENS = 4, 16, 400
+N_LAYERS, D_IN, TOKENS, PER_CLUSTER = 3, 16, 240, 12
 FAST_CLUSTER = ["--n-epochs", "30", "--xy-epochs", "10", "--null-draws", "50",
                 "--refine-n-neighbors", "5", "--silhouette-sample", "0"]
 
@@ -39,13 +41,14 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    """SAEs with planted decoder clusters at 4 layers and activations on the same tokens."""
+    """SAEs with planted decoder clusters (4 x 12 features) at 3 layers (2 layer pairs) and
+    activations on the same tokens."""
     from saew.storage.lake import Lake
 
     home = tmp_path_factory.mktemp("ray") / "home"
     lake = Lake(home)
     for L in range(N_LAYERS):
-        w_dec, _ = planted(4, 16, D_IN, seed=L)
+        w_dec, _ = planted(4, PER_CLUSTER, D_IN, seed=L)
         base = make_sae(D_IN, len(w_dec), seed=L)
         put_sae(lake, R, L, SAEParams(w_enc=base.w_enc, b_enc=base.b_enc, w_dec=w_dec, b_dec=base.b_dec))
         put_activations(lake, R, L, sparse_matrix(TOKENS, len(w_dec), 0.08, seed=10 + L), with_sae=False)
@@ -118,3 +121,29 @@ def _bad(i: int) -> int:
     if i == 1:
         raise BadInput("bad unit")
     return i
+
+
+def test_demo_on_ray_passes(saew, tmp_path, ray_cluster):
+    """``saew demo --executor ray --model minilm`` (issue 16 item 4), kept small: 3,000 tokens,
+    two layers (one layer pair), 128 features per layer. Every step with units runs its units
+    as tasks on the module's cluster; the steps without units run here as usual."""
+    home = tmp_path / "demo"
+    code, out, err = saew("demo", "--model", "minilm", "--tokens", "3000", "--layers", "0-1",
+                          "--d-sae", "128", "--executor", "ray", "--workers", "2", home_dir=home)
+    assert code == 0, err[-3000:]
+    assert "saew demo: release 'demo-minilm' done" in out and "layers: 2, features: 256" in out
+    assert "skipped" not in out and "(no findings" not in out
+    from saew.storage.lake import Lake
+
+    lake = Lake(home)
+    runs = lake.query("SELECT command, status, params FROM runs").to_pylist()
+    import json
+
+    on_ray = {r["command"] for r in runs if json.loads(r["params"]).get("executor") == "ray"}
+    assert {"train", "match", "cluster", "transport", "coactivation", "correlate", "communities",
+            "evaluate"} <= on_ray, on_ray
+    assert all(r["status"] == "ok" for r in runs)
+    for table in ("matches", "clusters", "transport", "coactivations", "correlations", "communities",
+                  "reconstruction"):
+        assert lake.query(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py() > 0, table
+    assert (home / "reports" / "demo-minilm" / "index.html").exists()
