@@ -147,8 +147,10 @@ def layer_coactivation(lake, release: str, layer: int) -> tuple[np.ndarray, np.n
         act = load_activity(lake, release, layer, tokens=block)
         if total is None:
             total = RangedCounts(act.d_sae)
-        total.add(coactivation_counts(act))
-        del act
+        part = coactivation_counts(act)
+        del act                        # the shard's activations go before its pairs are merged
+        total.add(part)
+        del part
     return total.total()
 
 
