@@ -10,7 +10,8 @@ Statements are classified by DuckDB's own parser (``duckdb.extract_statements`` 
   INSERT, UPDATE, DELETE, DROP, ALTER, CALL, other SETs and PRAGMAs, ... -- is refused;
 * ``--allow-write``: every statement runs (the catalog itself stays open read-only), but no
   statement may name a path among the home's own files (``OWN``: lake/, saes/, reports/,
-  saew.duckdb*, and the dot-folders of staging, journal and versions): a COPY's or EXPORT's
+  saew.duckdb*, a DuckLake home's saew.toml, ducklake-data/, ducklake.sqlite, and the dot-folders
+  of staging, journal, versions and extensions): a COPY's or EXPORT's
   target, an ATTACH'd file, a SET of a directory; the same rule guards ``--out``;
   a COPY ... TO or EXPORT DATABASE target must be a quoted path, so it can be checked.
 """
@@ -156,7 +157,7 @@ def check(sql: str, *, allow_write: bool, home: Path) -> list:
     return statements
 
 
-OWN = ("lake", "saes", "reports", "saew.duckdb")
+OWN = ("lake", "saes", "reports", "saew.duckdb", "saew.toml", "ducklake-data", "ducklake.sqlite")
 
 
 def owned(path: str | Path, home: Path) -> bool:

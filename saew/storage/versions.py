@@ -46,7 +46,8 @@ FORMAT = "saew-manifest/1"
 
 
 CHAOS_ENV = "SAEW_CHAOS_KILL_AT"
-CHAOS_POINTS = ("stage", "move", "manifest", "committed", "link", "synced", "catalog")
+CHAOS_POINTS = ("stage", "move", "manifest", "committed", "link", "synced", "catalog",
+                "ducklake")  # ducklake: inside the DuckLake transaction, before its COMMIT
 
 
 def chaos(point: str) -> None:
