@@ -79,7 +79,7 @@ class TorchSAE:
         idx, order = idx.sort(dim=-1)
         vals = vals.gather(-1, order).clamp_min(0)
         keep = vals > 0
-        rows = torch.arange(idx.shape[0]).unsqueeze(1).expand_as(idx)
+        rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1).expand_as(idx)
         return rows[keep], idx[keep], vals[keep]
 
     def decode(self, f: torch.Tensor, norm: tuple | None = None) -> torch.Tensor:

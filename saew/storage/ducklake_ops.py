@@ -90,14 +90,17 @@ def commit_unit(lake, unit: versions.Unit, unit_id: str) -> None:
             for k in [k for k in puts if k == key or k.startswith(key + "/")]:
                 del puts[k]
             deletes.append(key)
-    if not puts and not deletes:
-        return
     command = lake._run.command if lake._run is not None else "write"
-    lake.engine.commit(  # type: ignore[union-attr]
-        [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k)) for k in deletes],
-        [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k), p) for k, p in puts.items()],
-        command, {"run_id": lake._run_id, "units": list(lake._units)})
-
+    if puts or deletes:
+        lake.engine.commit(  # type: ignore[union-attr]
+            [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k)) for k in deletes],
+            [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k), p) for k, p in puts.items()],
+            command, {"run_id": lake._run_id, "units": list(lake._units)})
+    if dirs:
+        try:
+            versions.sync(lake.home, wait=10)   # the folders' symlinks (redone on any open)
+        except OSError:
+            pass
 
 
 def delete_rows(lake, t: TableSpec, where: str, params: list | None) -> int:

@@ -88,6 +88,7 @@ class Lake:
         self._run: RunInfo | None = None
         self._run_id: str | None = None
         self._units: list[str] = []
+        self._behind = False   # a unit committed since the last catalog refresh
         self.notes: list[str] = []   # lines a step wants printed (e.g. what a re-ingest dropped)
         self.after_commit: Callable[["Lake"], None] | None = None  # e.g. the catalog refresh
         self.config = config.read(self.home)
@@ -199,6 +200,7 @@ class Lake:
         self._run_id = run_id or uuid.uuid4().hex
         self._staging = self.home / ".staging" / self._run_id
         self._unit, self._units, self._run, self._rewrites = versions.Unit(), [], run, set()
+        self._behind = False
         try:
             yield self
             self._commit(final=True)
@@ -222,22 +224,31 @@ class Lake:
                 "command": [r.command], "params": [r.params], "started_at": [r.started_at],
                 "finished_at": [_now()], "status": ["ok" if final else "partial"],
                 "version": [r.version], "units": [list(self._units)]}, run_id=self._run_id)
-        if not self._unit:
-            return
-        self._seq += 1
-        unit, self._unit, self._rewrites = self._unit, versions.Unit(), set()
-        if self.engine is not None:
-            ducklake_ops.commit_unit(self, unit, f"{self._run_id}-{self._seq}")
-        else:
-            versions.commit(self.home, unit, f"{self._run_id}-{self._seq}")
-        self._after_commit()
+        if self._unit:
+            self._seq += 1
+            unit, self._unit, self._rewrites = self._unit, versions.Unit(), set()
+            if self.engine is not None:
+                ducklake_ops.commit_unit(self, unit, f"{self._run_id}-{self._seq}")
+            else:
+                m = versions.commit(self.home, unit, f"{self._run_id}-{self._seq}")
+                self._sync(m, unit)
+            self._behind = True
+        if final and self._behind:
+            self._behind = False
+            self._after_commit()
 
-    def _after_commit(self) -> None:
-        """Idempotent steps past the commit point; a failure is retried on the next open."""
+    def _sync(self, m: Manifest, unit: versions.Unit) -> None:
+        """The table folders' links after a commit: only what the unit changed when the
+        links were in sync before it, else the whole tree (idempotent; redone on any open)."""
         try:
-            versions.sync(self.home, wait=10)
+            versions.sync_unit(self.home, m, unit) or versions.sync(self.home, wait=10)
         except OSError:
             pass
+
+    def _after_commit(self) -> None:
+        """After the transaction's last commit (not after every unit: a reader rebuilds a
+        catalog that is behind the manifest on its own open): the catalog refresh. A
+        failure is retried on the next open."""
         if self.after_commit is not None:
             try:
                 self.after_commit(self)

@@ -256,6 +256,50 @@ def sync(home: Path, wait: float = 0.0) -> bool:
     return True
 
 
+def sync_unit(home: Path, m: Manifest, unit: Unit) -> bool:
+    """After the commit of ``unit`` that made ``m``: redo only the links and folder symlinks
+    that unit changed, when the derived trees were in sync with the manifest before it
+    (stamp ``m.version - 1``). False (nothing done) otherwise, or while another process
+    syncs: then :func:`sync` does the whole tree. O(what the unit wrote), not O(the lake)."""
+    with lock(home, ".sync.lock", 0) as held:
+        if not held:
+            return False
+        try:
+            stamp = int((home / LINKS_STAMP).read_text())
+        except (FileNotFoundError, ValueError):
+            stamp = 0 if m.version == 1 else -1
+        if stamp != m.version - 1 or read(home).version != m.version:
+            return False
+        lake = home / "lake"
+        for op, key, _ in unit.ops:
+            if op == "delete":
+                base = lake / key
+                for p in list(base.rglob(PART_FILE)) if base.is_dir() else []:
+                    if p.parent.relative_to(lake).as_posix() not in m.files:
+                        p.unlink(missing_ok=True)
+                        _prune(p.parent, lake)
+        for key in sorted({k for op, k, _ in unit.ops if op == "put"}):
+            if key in m.files:
+                _link(home / m.files[key], lake / key / PART_FILE)
+        rels = {k for op, k, _ in unit.ops if op == "dir"}
+        _sync_dirs(home, Manifest(m.version, {}, {k: v for k, v in m.dirs.items() if k in rels}))
+        _write_atomic(home / LINKS_STAMP, str(m.version))
+    chaos("synced")
+    return True
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes a hard link to ``src`` (a copy where links are impossible), atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".part-0.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    chaos("link")
+
+
 def _sync_files(home: Path, m: Manifest) -> None:
     lake = home / "lake"
     have = {p.parent.relative_to(lake).as_posix(): p for p in lake.rglob(PART_FILE)}
@@ -263,14 +307,7 @@ def _sync_files(home: Path, m: Manifest) -> None:
         src, dst = home / rel, lake / key / PART_FILE
         if key in have and _same(src, dst):
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".part-0.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-        chaos("link")
+        _link(src, dst)
     for key, p in have.items():
         if key not in m.files:
             p.unlink(missing_ok=True)

@@ -84,7 +84,22 @@ def sparse_rows(f, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def sparse_codes(sae, x, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``sparse_rows(sae.encode(x), token_ids)``, the same arrays, without the dense code
-    matrix where the SAE can skip it (``TorchSAE.encode_sparse``: topk)."""
-    rows, feat, val = sae.encode_sparse(x)
+    matrix where the SAE can skip it (``TorchSAE.encode_sparse``: topk). ``x`` and the SAE on
+    one device; only the sparse codes come back to the host (``.cpu()``: a no-op on the CPU,
+    a synchronising copy from a GPU)."""
+    rows, feat, val = (t.cpu() for t in sae.encode_sparse(x))
     return (token_ids[rows.numpy()].astype(np.int64), feat.numpy().astype(np.int32),
             val.numpy().astype(np.float32))
+
+
+def sae_on(sae, device: str):
+    """A ``TorchSAE`` with its tensors on ``device`` (the same object on ``cpu``)."""
+    import dataclasses
+
+    import torch
+
+    if str(torch.device(device)) == "cpu":
+        return sae
+    moved = {f.name: getattr(sae, f.name).to(device) for f in dataclasses.fields(sae)
+             if isinstance(getattr(sae, f.name), torch.Tensor)}
+    return dataclasses.replace(sae, **moved)

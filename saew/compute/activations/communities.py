@@ -21,8 +21,14 @@ modularity, repeated on each of its rows.
 
 The layers' graphs are built and partitioned by the executor (``--executor local|ray``,
 ``--workers``; ``compute.executor``), each worker reading its layer from the lake, and the
-correlation graph, one long Leiden run, in one more worker beside them. Its rows are one
-unit: ``communities`` and ``graph_divergence`` hold every layer in one partition.
+correlation graph, one long Leiden run, in one more worker beside them.
+
+Units (``compute.units``): each co-activation layer (``layer=L``) and the correlation graph
+(``graph=correlation``). A layer's rows commit as soon as it is done: its ``graph_nodes`` and
+``graph_degrees`` partitions, and the ``communities`` (graph 'coactivation') and
+``graph_divergence`` partitions, which hold every layer in one partition, rewritten with all
+the layers so far; so a failure keeps the layers before it, and a re-run with the same
+parameters computes only the missing units, keeping the stored rows of the others.
 """
 from __future__ import annotations
 
@@ -35,7 +41,13 @@ from saew.storage.saes import require_release
 
 from saew.compute.activations import graphs
 from saew.compute.options import add_executor_arguments
+from saew.compute.units import Units, layer_unit
 from saew.storage.reads import n_tokens
+
+CORRELATION_UNIT = "graph=correlation"
+COMMUNITY_COLUMNS = ("layer", "feature", "community", "modularity")
+DIVERGENCE_COLUMNS = ("layer", "n_nodes", "n_edges", "js_divergence", "js_random_baseline",
+                      "other_n_nodes", "other_n_edges")
 
 
 def add_arguments(p) -> None:
@@ -119,10 +131,10 @@ def _layer_job(home: str, release: str, layer: int, threshold: float, min_count:
     return layer, g.node_id, n_f, deg, strength, rdeg, g.n_edges, member, q
 
 
-def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray], ex) -> tuple[dict, list]:
+def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray], ex):
+    """Yield, for each layer of ``layers`` as its job finishes (in order), its rows written:
+    (layer, communities columns, graph_divergence row or None)."""
     lake, release = ctx.lake, args.release
-    comm: dict[str, list] = {k: [] for k in ("layer", "feature", "community", "modularity")}
-    div_rows: list[dict] = []
     jobs = ((str(lake.home), release, int(layer), float(args.npmi_threshold), int(args.min_count),
              args.algorithm, int(ctx.seed)) for layer in layers)
     done = ex.map(_layer_job, jobs, len(layers))
@@ -138,18 +150,37 @@ def _coactivation(args, ctx, layers: list[int], other: dict[int, np.ndarray], ex
         lake.write("graph_degrees", {"degree": seen, "n_nodes": counts[seen],
                                      "n_nodes_random": rcounts[seen]},
                    release=release, layer=int(layer))
-        comm["layer"].append(np.full(len(node_id), layer, np.int32))
-        comm["feature"].append(node_id)
-        comm["community"].append(member)
-        comm["modularity"].append(np.full(len(node_id), q))
+        comm = {"layer": np.full(len(node_id), layer, np.int32), "feature": node_id,
+                "community": member, "modularity": np.full(len(node_id), q)}
+        div = None
         if layer in other:
             p = graphs.degree_distribution(deg)
-            div_rows.append({
-                "layer": layer, "n_nodes": len(node_id), "n_edges": n_edges,
-                "js_divergence": graphs.js_divergence(p, graphs.degree_distribution(other[layer][0])),
-                "js_random_baseline": graphs.js_divergence(p, graphs.degree_distribution(rdeg)),
-                "other_n_nodes": int(other[layer][0].size), "other_n_edges": int(other[layer][1])})
-    return comm, div_rows
+            div = {"layer": layer, "n_nodes": len(node_id), "n_edges": n_edges,
+                   "js_divergence": graphs.js_divergence(p, graphs.degree_distribution(other[layer][0])),
+                   "js_random_baseline": graphs.js_divergence(p, graphs.degree_distribution(rdeg)),
+                   "other_n_nodes": int(other[layer][0].size), "other_n_edges": int(other[layer][1])}
+        yield layer, comm, div
+
+
+def _kept(lake, release: str, other_release: str | None, layers: list[int]) -> tuple[list[dict], list[dict]]:
+    """The stored rows of co-activation layers an interrupted earlier run finished:
+    (communities columns of each, graph_divergence rows)."""
+    if not layers:
+        return [], []
+    ls = [int(L) for L in layers]
+    comm = []
+    if lake.has_data("communities"):
+        t = lake.query(f"SELECT {', '.join(COMMUNITY_COLUMNS)} FROM communities WHERE release = ? AND "
+                       "graph = 'coactivation' AND list_contains(?, layer) ORDER BY layer, feature",
+                       [release, ls])
+        if t.num_rows:
+            comm = [{c: t.column(c).to_numpy() for c in COMMUNITY_COLUMNS}]
+    div: list[dict] = []
+    if other_release is not None and lake.has_data("graph_divergence"):
+        div = lake.query(f"SELECT {', '.join(DIVERGENCE_COLUMNS)} FROM graph_divergence WHERE release = ? "
+                         "AND other_release = ? AND list_contains(?, layer) ORDER BY layer",
+                         [release, other_release, ls]).to_pylist()
+    return comm, div
 
 
 def _correlation(home: str, release: str, threshold: float, algorithm: str, seed: int) -> dict | None:
@@ -191,49 +222,66 @@ def run(args, ctx) -> str:
         raise BadInput(f"--release {release!r}: no coactivations or correlations; run "
                        f"`saew coactivation` and/or `saew correlate` first")
     other: dict[int, tuple[np.ndarray, int]] = {}
+    common: list[int] = []
     if args.other_release is not None:
         require_release(lake, args.other_release)
         common = sorted(set(co_layers) & set(coactivation_layers(lake, args.other_release)))
         if not want_co or not common:
             raise BadInput(f"--other-release {args.other_release!r}: no layer with coactivations "
                            f"in both releases (run `saew coactivation` on both)")
-        for layer in common:
-            g, _ = layer_graph(lake, args.other_release, layer, args.npmi_threshold, args.min_count)
-            other[layer] = (graphs.degree_strength(g)[0], g.n_edges)
     from saew.compute.options import executor_from_args
 
     ex = executor_from_args(args, "cpu")
+    plan = Units(ctx, [layer_unit(L) for L in co_layers] + ([CORRELATION_UNIT] if has_corr else []))
+    co_todo = [L for L in co_layers if layer_unit(L) in plan.todo]
+    corr_todo = has_corr and CORRELATION_UNIT in plan.todo
+    for layer in (L for L in common if L in co_todo):
+        g, _ = layer_graph(lake, args.other_release, layer, args.npmi_threshold, args.min_count)
+        other[layer] = (graphs.degree_strength(g)[0], g.n_edges)
     # the correlation graph (one long Leiden run) goes beside the per-layer jobs, in a worker
     # of its own, when there is a second core for them
     with ex.background(_correlation, str(lake.home), release, float(args.pearson_threshold),
                        args.algorithm, int(ctx.seed),
-                       enabled=has_corr and not ex.in_process(len(co_layers))) as corr_job:
+                       enabled=corr_todo and not ex.in_process(len(co_todo))) as corr_job:
         if co_layers:
-            out += _write_coactivation(args, ctx, co_layers, other, ex)
-        cols = corr_job.result() if has_corr else None
+            out += _write_coactivation(args, ctx, co_layers, co_todo, other, ex, plan)
+        cols = corr_job.result() if corr_todo else None
     if cols is not None:
         lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
                    release=release, graph="correlation")
+        plan.commit(CORRELATION_UNIT)
         n_comm = int(cols["community"].max()) + 1
         out.append(f"correlation graph: {cols['layer'].size} nodes in {n_comm} communities "
                    f"(modularity {cols['modularity'][0]:.3f})")
-    return f"communities: release {release}: " + "; ".join(out)
+    elif has_corr:
+        out.append("correlation graph: kept")
+    return f"communities: release {release}: " + "; ".join(out) + ("\n" + plan.note() if plan.skipped else "")
 
 
-def _write_coactivation(args, ctx, co_layers: list[int], other: dict, ex) -> list[str]:
-    """Write the co-activation graphs' rows (communities, divergences); their summary lines."""
+def _write_coactivation(args, ctx, co_layers: list[int], co_todo: list[int], other: dict, ex,
+                        plan: Units) -> list[str]:
+    """Compute and write the co-activation layers of ``co_todo``, each committed as its unit
+    (``communities`` and ``graph_divergence`` rewritten with every layer so far, the kept
+    layers' stored rows included); the summary lines of every layer of ``co_layers``."""
     lake, release = ctx.lake, args.release
-    comm, div_rows = _coactivation(args, ctx, co_layers, other, ex)
-    lake.write("communities", {k: np.concatenate(v) for k, v in comm.items()}
-               | {"algorithm": [args.algorithm] * sum(v.size for v in comm["layer"])},
-               release=release, graph="coactivation")
+    comm, div_rows = _kept(lake, release, args.other_release, [L for L in co_layers if L not in co_todo])
+    for layer, c, div in _coactivation(args, ctx, co_todo, other, ex):
+        comm.append(c)
+        if div is not None:
+            div_rows.append(div)
+        cols = {k: np.concatenate([x[k] for x in comm]) for k in COMMUNITY_COLUMNS}
+        lake.write("communities", cols | {"algorithm": [args.algorithm] * cols["layer"].size},
+                   release=release, graph="coactivation")
+        if div_rows:
+            div_rows.sort(key=lambda r: r["layer"])
+            lake.write("graph_divergence", {
+                **{k: [r[k] for r in div_rows] for k in DIVERGENCE_COLUMNS},
+                "npmi_threshold": [float(args.npmi_threshold)] * len(div_rows),
+                "min_count": [int(args.min_count)] * len(div_rows)},
+                release=release, other_release=args.other_release)
+        plan.commit(layer_unit(layer))
     out = [f"co-activation graphs of {len(co_layers)} layer(s)"]
     if div_rows:
-        lake.write("graph_divergence", {
-            **{k: [r[k] for r in div_rows] for k in div_rows[0]},
-            "npmi_threshold": [float(args.npmi_threshold)] * len(div_rows),
-            "min_count": [int(args.min_count)] * len(div_rows)},
-            release=release, other_release=args.other_release)
         js = ", ".join(f"L{r['layer']} {r['js_divergence']:.3f} (random {r['js_random_baseline']:.3f})"
                        for r in div_rows)
         out.append(f"JS divergence vs {args.other_release}: {js}")

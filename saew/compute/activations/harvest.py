@@ -18,6 +18,11 @@ and ``examples`` (per feature the top ``--examples`` K and a few quantile sample
 batch by batch as the run goes: ``compute.activations.examples``; the window activations are
 read back from the committed shards).
 
+``--device auto|cpu|cuda|mps`` (``compute.options.resolve_device``): where the model's forward
+and the SAE encodes run; the residuals stay on the device and only each batch's sparse codes
+come back to the host (``codes.sparse_codes``). ``cpu`` runs exactly the code it ran before the
+option existed; ``cuda`` where torch sees no GPU is a one-line error before anything is read.
+
 A re-run after a failure or a kill (same parameters) does only the missing shards: the
 batches inside finished shards are not run through the model (``iter_batches(skip=...)``)
 and those shards' codes are read back for the examples and the L0 figures, so the result is
@@ -30,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from saew.compute.activations.codes import check_examples, sparse_codes, token_table, write_layer_meta
+from saew.compute.activations.codes import check_examples, sae_on, sparse_codes, token_table, write_layer_meta
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
 from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
+from saew.compute.options import add_device_argument, step_device
 from saew.compute.units import Units
 from saew.errors import BadInput
 from saew.progress import progress
@@ -49,6 +55,7 @@ class HarvestConfig:
     seq_len: int = 128
     examples: int = DEFAULT_EXAMPLES
     shard_tokens: int = DEFAULT_SHARD_TOKENS
+    device: str = "cpu"          # resolved ``--device``: cpu, cuda or mps
 
 
 def add_arguments(p) -> None:
@@ -64,12 +71,13 @@ def add_arguments(p) -> None:
     p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS,
                    help=f"tokens per shard, the unit written and committed at once (default "
                         f"{DEFAULT_SHARD_TOKENS:,}); memory holds one shard's codes")
+    add_device_argument(p)
 
 
 def run(args, ctx) -> str:
     cfg = HarvestConfig(args.release, args.model, args.corpus, args.tokens, args.batch_size, args.seq_len,
                         getattr(args, "examples", DEFAULT_EXAMPLES),
-                        getattr(args, "shard_tokens", DEFAULT_SHARD_TOKENS))
+                        getattr(args, "shard_tokens", DEFAULT_SHARD_TOKENS), step_device(args))
     return harvest(ctx, cfg)
 
 
@@ -154,7 +162,8 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
         if by_block.setdefault(block, kind) != kind:
             raise BadInput(f"--release {cfg.release}: block {block} is hooked both at resid_pre and "
                            f"resid_post; harvest those SAEs in separate releases")
-    saes = {L: TorchSAE.from_params(p) for L, p in params.items()}
+    model.to(cfg.device)
+    saes = {L: sae_on(TorchSAE.from_params(p), cfg.device) for L, p in params.items()}
     selectors = {L: ExampleSelector(p.d_sae, cfg.examples) for L, p in params.items()}
 
     # shards an interrupted earlier run of the same command finished: not run again, their codes

@@ -89,6 +89,17 @@ class LoadedModel:
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0
         self._blocks = _block_list(module, spec.n_layers) if kind == "hf" else None
+        self.device = "cpu"          # where the module runs (``to``); captures come back on it
+
+    def to(self, device: str) -> "LoadedModel":
+        """Run the module on ``device`` (``cpu``, ``cuda``, ``mps``: ``compute.options.
+        resolve_device``); each batch's ids and mask are copied there (from pinned host memory
+        on CUDA) and the captured tensors stay there. ``cpu`` moves nothing: the same tensors."""
+        import torch
+
+        self.device = str(torch.device(device))
+        self.module.to(self.device)
+        return self
 
     def hook_name(self, layer: int, point: str = RESID_POINT) -> str:
         return point_hook(layer, point)
@@ -204,6 +215,10 @@ class LoadedModel:
             mask[r, :len(full)] = 1
             keep[r, p:p + len(s)] = True
         wanted = list(wanted or [])
+        if self.device != "cpu":
+            cuda = self.device.startswith("cuda")
+            ids, mask, keep = (t.pin_memory().to(self.device, non_blocking=True) if cuda
+                               else t.to(self.device) for t in (ids, mask, keep))
         run = self._run_tl if self.kind == "tl" else self._run_hf
         raw = run(ids, mask, points, wanted)
         return {k: raw[k][keep].to(torch.float32).contiguous() for k in [*points, *wanted]}

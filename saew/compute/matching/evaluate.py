@@ -22,12 +22,19 @@ Baselines written alongside every matching method (same space): ``identity`` (pi
 when both layers have the same width) and ``random`` (the ``random`` matches of that space if
 present, else the seeded bijection ``saew match --method random`` would draw).  The further null
 draws ``random.<i>`` are skipped unless named by ``--method``.
+
+Layer pairs are units (``compute.units``: ``pair=l-l+1``): each pair's errors are computed by one
+call of ``_pair_job`` through the executor (``--executor local|ray``, ``--workers``; local
+default: this process, whose sparse products already use both cores), its rows committed as
+soon as it is done (each method's ``reconstruction`` partition rewritten with every pair so
+far), so a failure keeps the pairs before it and a re-run with the same parameters computes
+only the rest, keeping the stored rows of the pairs it skips.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from saew.compute.options import add_device_argument
+from saew.compute.options import add_device_argument, add_executor_arguments
 from saew.errors import BadInput
 from saew.sae.metrics import fvu
 
@@ -43,6 +50,7 @@ def add_arguments(p) -> None:
     p.add_argument("--tokens", type=int, default=None,
                    help="use at most N tokens (the first N by token_id; default all)")
     add_device_argument(p)
+    add_executor_arguments(p, "layer pairs", local_workers=1)
 
 
 def gathered_decoder(w_dec: np.ndarray, n_src: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -143,12 +151,51 @@ def _token_universe(release: str, raws: dict[int, tuple], sets: dict[int, list],
     return tokens, n_zero
 
 
+def _pair_job(l0: int, l1: int, f0, f1, w_dec_dst: np.ndarray, decoders: dict[str, np.ndarray],
+              n_zero: int, device: str) -> tuple[int, int, dict[str, float], float, int]:
+    """One layer pair (a unit, through the executor): (l0, l1, {method: sse}, variance, n)."""
+    if not decoders:
+        return l0, l1, {}, float("nan"), 0
+    num, den, n = reconstruction_error(f0, f1, w_dec_dst, decoders, n_zero, device)
+    return l0, l1, num, den, n
+
+
+RECON_COLUMNS = ("src_layer", "dst_layer", "n_tokens", "fvu", "explained_variance")
+
+
+def _kept_rows(lake, release: str, space: str, layers: list[int]) -> dict[str, list[tuple]]:
+    """The stored ``reconstruction`` rows of the pairs (by source layer) an earlier, interrupted
+    run finished: method -> [(src_layer, dst_layer, n_tokens, fvu, explained_variance)]."""
+    if not layers or not lake.has_data("reconstruction"):
+        return {}
+    t = lake.query(f"SELECT method, {', '.join(RECON_COLUMNS)} FROM reconstruction WHERE release = ? "
+                   "AND space = ? AND list_contains(?, src_layer) ORDER BY method, src_layer",
+                   [release, space, [int(L) for L in layers]]).to_pylist()
+    out: dict[str, list[tuple]] = {}
+    for r in t:
+        out.setdefault(r["method"], []).append(tuple(r[c] for c in RECON_COLUMNS))
+    return out
+
+
+def _write_rows(lake, release: str, space: str, rows: dict[str, list[tuple]], methods) -> None:
+    """Replace the ``reconstruction`` partitions of ``methods`` with their rows, by source layer."""
+    for m in methods:
+        rs = sorted(rows[m], key=lambda r: r[0])
+        a = np.array(rs, dtype=object)
+        lake.write("reconstruction", {
+            "src_layer": a[:, 0].astype(np.int32), "dst_layer": a[:, 1].astype(np.int32),
+            "n_tokens": a[:, 2].astype(np.int64), "fvu": a[:, 3].astype(np.float64),
+            "explained_variance": a[:, 4].astype(np.float64),
+        }, release=release, space=space, method=m)
+
+
 def run(args, ctx) -> str:
     from saew.progress import progress
     from saew.storage.saes import load_sae
 
     from saew.compute.matching.solver import random_bijection
-    from saew.compute.options import step_device
+    from saew.compute.options import executor_from_args, step_device
+    from saew.compute.units import Units, pair_unit
     from saew.storage.names import SPACES
     from saew.storage.reads import adjacent_pairs
     from saew.storage.names import null_draw_index
@@ -159,6 +206,7 @@ def run(args, ctx) -> str:
     if args.tokens is not None and args.tokens <= 0:
         raise BadInput(f"--tokens {args.tokens}: must be positive")
     device = step_device(args)
+    ex = executor_from_args(args, device, local_workers=1)
     pairs = adjacent_pairs(lake, release)
     present = lake.query("SELECT DISTINCT src_layer, method FROM matches WHERE release = ? AND space = ?",
                          [release, args.space])
@@ -170,55 +218,62 @@ def run(args, ctx) -> str:
                        f"release {release!r}; run saew match first")
     if args.method == "all" and not have:
         raise BadInput(f"release {release!r}: no {args.space}-space matches; run saew match first")
+    widths = {int(r["layer"]): (r["d_in"], r["d_sae"]) for r in lake.query(
+        "SELECT layer, d_in, d_sae FROM saes WHERE release = ?", [release]).to_pylist()}
+    for l0, l1 in pairs:     # before any unit is written
+        if widths[l0][0] != widths[l1][0]:
+            raise BadInput(f"release {release!r}: layer {l0} has d_in {widths[l0][0]} but layer {l1} has "
+                           f"d_in {widths[l1][0]}")
 
-    rows: dict[str, list[tuple]] = {}
-    # each layer's SAE and codes are read once: a layer is the destination of one pair and the
-    # source of the next
-    saes: dict[int, object] = {}
-    raws: dict[int, tuple] = {}
+    plan = Units(ctx, [pair_unit(l0, l1) for l0, l1 in pairs])
+    todo = [(l0, l1) for l0, l1 in pairs if pair_unit(l0, l1) in plan.todo]
+    rows = _kept_rows(lake, release, args.space, [l0 for l0, l1 in pairs if (l0, l1) not in todo])
     st = lake.query("SELECT layer, n_tokens FROM activation_sets WHERE release = ?", [release])
     sets: dict[int, list] = {}
     for L, n in zip(st.column("layer").to_pylist(), st.column("n_tokens").to_pylist()):
         sets.setdefault(int(L), []).append(n)
-    for l0, l1 in progress(pairs, total=len(pairs), desc="evaluate"):
-        saes = {L: saes[L] if L in saes else load_sae(lake, release, L) for L in (l0, l1)}
-        src, dst = saes[l0], saes[l1]
-        if src.d_in != dst.d_in:
-            raise BadInput(f"release {release!r}: layer {l0} has d_in {src.d_in} but layer {l1} has "
-                           f"d_in {dst.d_in}")
-        methods = sorted(m for s, m in have if s == l0 and (args.method in ("all", m)))
-        decoders: dict[str, np.ndarray] = {}
-        for m in methods:
-            t = lake.query("SELECT src_feature, dst_feature FROM matches WHERE release = ? AND space = ? "
-                           "AND method = ? AND src_layer = ?", [release, args.space, m, int(l0)])
-            i = t.column("src_feature").to_numpy().astype(np.int64)
-            j = t.column("dst_feature").to_numpy().astype(np.int64)
-            if len(i) and (i.max() >= src.d_sae or j.max() >= dst.d_sae or min(i.min(), j.min()) < 0):
-                raise BadInput(f"matches {args.space}/{m} layer {l0}: feature index out of range")
-            decoders[m] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
-        if args.method in ("all", "identity") and src.d_sae == dst.d_sae:
-            k = np.arange(src.d_sae)
-            decoders["identity"] = gathered_decoder(dst.w_dec, src.d_sae, k, k)
-        if args.method in ("all", "random") and "random" not in decoders:
-            i, j = random_bijection(src.d_sae, dst.d_sae, int(ctx.seed), int(l0))
-            decoders["random"] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
-        if not decoders:
-            continue
-        raws = {L: raws[L] if L in raws else _layer_codes(lake, release, L) for L in (l0, l1)}
-        tokens, n_zero = _token_universe(release, raws, sets, l0, l1, args.tokens)
-        f0 = _codes(raws[l0], release, l0, tokens, src.d_sae)
-        f1 = _codes(raws[l1], release, l1, tokens, dst.d_sae)
-        num, den, n = reconstruction_error(f0, f1, dst.w_dec, decoders, n_zero, device)
+
+    def jobs():
+        # each layer's SAE and codes are read once: a layer is the destination of one pair and
+        # the source of the next
+        saes: dict[int, object] = {}
+        raws: dict[int, tuple] = {}
+        for l0, l1 in todo:
+            saes = {L: saes[L] if L in saes else load_sae(lake, release, L) for L in (l0, l1)}
+            src, dst = saes[l0], saes[l1]
+            methods = sorted(m for s, m in have if s == l0 and (args.method in ("all", m)))
+            decoders: dict[str, np.ndarray] = {}
+            for m in methods:
+                t = lake.query("SELECT src_feature, dst_feature FROM matches WHERE release = ? AND space = ? "
+                               "AND method = ? AND src_layer = ?", [release, args.space, m, int(l0)])
+                i = t.column("src_feature").to_numpy().astype(np.int64)
+                j = t.column("dst_feature").to_numpy().astype(np.int64)
+                if len(i) and (i.max() >= src.d_sae or j.max() >= dst.d_sae or min(i.min(), j.min()) < 0):
+                    raise BadInput(f"matches {args.space}/{m} layer {l0}: feature index out of range")
+                decoders[m] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
+            if args.method in ("all", "identity") and src.d_sae == dst.d_sae:
+                k = np.arange(src.d_sae)
+                decoders["identity"] = gathered_decoder(dst.w_dec, src.d_sae, k, k)
+            if args.method in ("all", "random") and "random" not in decoders:
+                i, j = random_bijection(src.d_sae, dst.d_sae, int(ctx.seed), int(l0))
+                decoders["random"] = gathered_decoder(dst.w_dec, src.d_sae, i, j)
+            if not decoders:
+                yield l0, l1, None, None, dst.w_dec, {}, 0, device
+                continue
+            raws = {L: raws[L] if L in raws else _layer_codes(lake, release, L) for L in (l0, l1)}
+            tokens, n_zero = _token_universe(release, raws, sets, l0, l1, args.tokens)
+            f0 = _codes(raws[l0], release, l0, tokens, src.d_sae)
+            f1 = _codes(raws[l1], release, l1, tokens, dst.d_sae)
+            yield l0, l1, f0, f1, dst.w_dec, decoders, n_zero, device
+
+    for l0, l1, num, den, n in progress(ex.map(_pair_job, jobs(), len(todo)), total=len(todo),
+                                        desc="evaluate"):
         for m, e in num.items():
             v = fvu(e, den)
             rows.setdefault(m, []).append((int(l0), int(l1), n, v, 1.0 - v))
-    lines = []
-    for m, rs in sorted(rows.items()):
-        a = np.array(rs, dtype=object)
-        lake.write("reconstruction", {
-            "src_layer": a[:, 0].astype(np.int32), "dst_layer": a[:, 1].astype(np.int32),
-            "n_tokens": a[:, 2].astype(np.int64), "fvu": a[:, 3].astype(np.float64),
-            "explained_variance": a[:, 4].astype(np.float64),
-        }, release=release, space=args.space, method=m)
-        lines.append(f"  {m}: mean fvu {np.nanmean(a[:, 3].astype(float)):.4f} over {len(rs)} pair(s)")
-    return "\n".join([f"reconstruction through {args.space}-space matches of {release!r}:", *lines])
+        _write_rows(lake, release, args.space, rows, sorted(num))
+        plan.commit(pair_unit(l0, l1))
+    lines = [f"  {m}: mean fvu {np.nanmean(np.array([r[3] for r in rs], float)):.4f} over {len(rs)} pair(s)"
+             for m, rs in sorted(rows.items())]
+    return "\n".join([f"reconstruction through {args.space}-space matches of {release!r}:", *lines,
+                      *([plan.note()] if plan.skipped else [])])

@@ -2,8 +2,16 @@
 
 The architectures and their steps are in ``compute.training.model``, the loop, input scaling
 and resampling in ``compute.training.trainer``; this module reads the command line, harvests
-the residuals once, trains the layers (in worker processes) and writes SAELens folders,
-``saes`` rows and ``training_log``.
+the residuals once, trains the layers (through the executor: ``--executor local|ray``,
+``--workers``, ``--device``) and writes SAELens folders, ``saes`` rows and ``training_log``.
+
+Each (layer, hook point) SAE is a unit (``compute.units``: ``layer=L`` for the residual
+stream, ``layer=L/mlp_out``, ``layer=L/attn_out`` for the modules): its folder, ``saes`` and
+``features`` rows and ``training_log`` commit as soon as it is trained, so a failure or a kill
+keeps the SAEs before it, and a re-run with the same parameters trains only the missing ones
+(the model pass captures only the layers still to train). With ``--harvest`` the harvest is
+one more unit at the end (it needs every layer: a re-run captures them all and encodes the
+kept layers' tokens with their stored SAEs, exactly as training encodes its own).
 """
 from __future__ import annotations
 
@@ -15,8 +23,8 @@ from saew.compute.training.config import TrainConfig
 from saew.compute.training.hooks import DEFAULT_HOOKS, Unit, check_releases, parse_hooks, units
 from saew.compute.options import add_device_argument, add_executor_arguments
 from saew.compute.training.trainer import train_sae
+from saew.compute.units import layer_unit
 from saew.errors import BadInput
-from saew.sae.params import SAEParams
 from saew.storage.names import RESID_POINT
 
 EXPANSION = 4          # default d_sae = EXPANSION * d_model
@@ -101,6 +109,25 @@ def _train_job(layer: int, x: np.ndarray, cfg: TrainConfig, model_name: str, hoo
     return layer, int(x.shape[0]), res, replace(res.params, model=model_name, hook=hook), codes
 
 
+def unit_name(u: Unit) -> str:
+    """The unit of one SAE of a run: ``layer=L`` (residual stream) or ``layer=L/<point>``."""
+    return layer_unit(u.layer) + ("" if u.point == RESID_POINT else f"/{u.point}")
+
+
+def _stored_codes(lake, u: Unit, x: np.ndarray, token_ids: np.ndarray) -> tuple:
+    """The codes of a kept unit's training tokens, encoded with its stored SAE exactly as
+    ``train_sae`` encodes a new one's (``metrics.evaluate`` on the same weights)."""
+    import torch
+
+    from saew.compute.training.metrics import evaluate
+    from saew.storage.saes import load_sae
+
+    pieces: list = []
+    evaluate(load_sae(lake, u.release, u.layer), torch.from_numpy(x).float().contiguous(),
+             token_ids=token_ids, codes=pieces)
+    return tuple(np.concatenate([q[i] for q in pieces]) for i in range(3))
+
+
 def run(args, ctx) -> str:
     import shutil
 
@@ -111,6 +138,7 @@ def run(args, ctx) -> str:
     from saew.compute.lm.load import load_model
     from saew.compute.lm.model import hook_outputs
     from saew.compute.options import executor_from_args
+    from saew.compute.units import Units
     from saew.progress import progress
     from saew.storage.saes import saelens_folder, stage_saelens_folder, write_sae
 
@@ -120,33 +148,45 @@ def run(args, ctx) -> str:
     _config(args, None, ctx.seed)  # fail fast, before loading a model
     points = parse_hooks(getattr(args, "hooks", None))
     ex = executor_from_args(args)   # checks --executor, --workers and --device up front
+    harvest = bool(getattr(args, "harvest", False))
     torch.set_num_threads(2)
     model = load_model(args.model)
     spec_ = model.spec
     layer_list = parse_layers(args.layers, spec_.n_layers)
     cfg = _config(args, spec_.d_model, ctx.seed)
-    todo = units(release, points, layer_list)
-    check_releases(ctx.lake, release, todo, layer_list, spec_.d_model, spec_.name,
-                   getattr(args, "harvest", False))
-    if getattr(args, "harvest", False):
+    planned = units(release, points, layer_list)
+    check_releases(ctx.lake, release, planned, layer_list, spec_.d_model, spec_.name, harvest)
+    if harvest:
         from saew.compute.activations.codes import check_examples
 
         check_examples(getattr(args, "examples", 20))
-    docs = load_corpus(args.corpus, ctx.seed)
-    metas: list | None = [] if getattr(args, "harvest", False) else None
-    acts = hook_outputs(model, docs, args.tokens, layer_list, points, tokens=metas)
-    token_ids = np.concatenate([b.token_ids for b in metas]) if metas else None
-    coo: dict[str, dict[int, list]] = {}           # release -> layer -> [codes]
-    by_hook = {u.hook: u for u in todo}
-    del model
-    releases = list(dict.fromkeys(u.release for u in todo))
-    staging = {r: ctx.home / "saes" / r / f".staging-{ctx.run_id}" for r in releases}
+    plan = Units(ctx, [unit_name(u) for u in planned])
+    todo = [u for u in planned if unit_name(u) in plan.todo]
+    kept = [u for u in planned if unit_name(u) not in plan.todo]
+    releases = list(dict.fromkeys(u.release for u in planned))
     many = points != (RESID_POINT,)
     lines = [f"trained {len(todo)} {cfg.arch} SAE(s) (d_sae {cfg.d_sae}) for "
              f"{', '.join(map(repr, releases))} on {spec_.name}:",
              "  layer  tokens    fvu     l0  dead_frac  seconds" + ("  hook" if many else "")]
+    # the model pass: the layers still to train (every layer with --harvest, which needs them all)
+    capture = layer_list if harvest else sorted({u.layer for u in todo})
+    metas: list | None = [] if harvest else None
+    acts: dict = {}
+    if capture:
+        docs = load_corpus(args.corpus, ctx.seed)
+        acts = hook_outputs(model, docs, args.tokens, capture, points, tokens=metas)
+    del model
+    token_ids = np.concatenate([b.token_ids for b in metas]) if metas else None
+    coo: dict[str, dict[int, list]] = {}           # release -> layer -> [codes]
+    if harvest:
+        for u in kept:
+            coo.setdefault(u.release, {})[u.layer] = [_stored_codes(ctx.lake, u, acts[(u.point, u.layer)].numpy(),
+                                                                    token_ids)]
+    for key in [k for k in acts if k not in {(u.point, u.layer) for u in todo}]:
+        del acts[key]
+    by_hook = {u.hook: u for u in todo}
+    staging = {r: ctx.home / "saes" / r / f".staging-{ctx.run_id}" for r in releases}
     try:
-        done: list[tuple[Unit, SAEParams]] = []
         jobs = ((u.layer, acts.pop((u.point, u.layer)).numpy(), cfg, spec_.name, u.hook, token_ids,
                  ex.cfg.device) for u in todo)
         for layer, n_tokens, res, p, codes in progress(ex.map(_train_job, jobs, len(todo)),
@@ -155,7 +195,8 @@ def run(args, ctx) -> str:
             u = by_hook[p.hook]
             if codes is not None:
                 coo.setdefault(u.release, {})[layer] = [codes]
-            saelens_io.write_folder(staging[u.release] / u.hook, p, metadata={
+            tmp = staging[u.release] / u.hook
+            saelens_io.write_folder(tmp, p, metadata={
                 "saew_release": u.release, "saew_run_id": ctx.run_id, "training_tokens": int(res.log[-1]["tokens_seen"]),
                 "dataset_path": str(args.corpus), "context_size": None, "prepend_bos": True})
             rows = res.log
@@ -164,17 +205,16 @@ def run(args, ctx) -> str:
                 "mse": [r["mse"] for r in rows], "fvu": [r["fvu"] for r in rows],
                 "l0": [r["l0"] for r in rows], "dead_frac": [r["dead_frac"] for r in rows],
             }, release=u.release, layer=layer)
-            done.append((u, p))
-            f = res.final
-            lines.append(f"  {layer:5d}  {n_tokens:6d}  {f['fvu']:.3f}  {f['l0']:5.1f}  "
-                         f"{f['dead_frac']:9.3f}  {res.seconds:7.1f}" + (f"  {u.point}" if many else ""))
-        for u, p in done:
             dest = saelens_folder(ctx.lake, u.release, u.hook)
             staged = stage_saelens_folder(ctx.lake, u.release, u.hook)  # committed with its rows
-            saelens_io.replace_dir(staging[u.release] / u.hook, staged)
+            saelens_io.replace_dir(tmp, staged)
             write_sae(ctx.lake, u.release, u.layer, p, source_format="saelens", source_path=str(dest),
                       source_sha256=saelens_io.sha256_file(staged / saelens_io.WEIGHTS_FILE),
                       run_id=ctx.run_id)
+            plan.commit(unit_name(u))              # this SAE is in the lake now, whatever follows
+            f = res.final
+            lines.append(f"  {layer:5d}  {n_tokens:6d}  {f['fvu']:.3f}  {f['l0']:5.1f}  "
+                         f"{f['dead_frac']:9.3f}  {res.seconds:7.1f}" + (f"  {u.point}" if many else ""))
         if metas is not None:
             from saew.compute.activations.codes import write_harvest
 
@@ -186,6 +226,7 @@ def run(args, ctx) -> str:
     finally:
         for d in staging.values():
             shutil.rmtree(d, ignore_errors=True)
+    if plan.skipped:
+        lines.append(plan.note())
     lines.append(f"  folders: {', '.join(str(ctx.home / 'saes' / r) for r in releases)}")
     return "\n".join(lines)
-

@@ -5,6 +5,7 @@ import math
 
 import networkx as nx
 import numpy as np
+import pytest
 
 from saew.compute.activations import graphs
 from tests.factories_coact import lake_files, put_activations
@@ -200,3 +201,57 @@ def test_npmi_agrees_with_the_dbt_mart():
         np.testing.assert_allclose(got.astype(float), want, rtol=1e-12, atol=1e-12)
         if layer == 0:
             assert (want == 1.0).any()  # features 0 and 1 fire on every token
+
+
+def _three_layers(lake) -> None:
+    for rel, seed in (("a", 1), ("b", 2)):
+        for layer in range(3):
+            put_activations(lake, rel, layer, grouped(120, seed + 10 * layer))
+    from tests.factories import run_saew
+
+    for argv in (["coactivation", "--release", "a"], ["coactivation", "--release", "b"],
+                 ["correlate", "--release", "a"]):
+        assert run_saew(lake.home, *argv)[0] == 0
+
+
+def test_a_failed_communities_keeps_the_layers_before_it_and_the_rerun_does_the_rest(saew, lake, monkeypatch,
+                                                                                     tmp_path):
+    """Each co-activation layer and the correlation graph are units: a failure at layer 1 keeps
+    layer 0's rows, the re-run computes layers 1, 2 and the correlation graph only, and the
+    tables equal those of one uninterrupted run."""
+    import saew.compute.activations.communities as step
+    from saew.storage.lake import Lake
+
+    _three_layers(lake)
+    args = ["communities", "--release", "a", "--other-release", "b", "--seed", "5", "--workers", "1"]
+    real, calls, corr = step._layer_job, [], []
+    real_corr = step._correlation
+
+    def failing(home, release, layer, *rest):
+        calls.append(layer)
+        if layer == 1:
+            raise RuntimeError("killed at layer 1")
+        return real(home, release, layer, *rest)
+
+    monkeypatch.setattr(step, "_layer_job", failing)
+    monkeypatch.setattr(step, "_correlation", lambda *a: (corr.append(1), real_corr(*a))[1])
+    with pytest.raises(RuntimeError, match="killed at layer 1"):
+        saew(*args)
+    assert calls == [0, 1] and corr == []
+    assert lake.query("SELECT DISTINCT layer FROM communities ORDER BY 1").column("layer").to_pylist() == [0]
+    assert lake.query("SELECT layer FROM graph_divergence").column("layer").to_pylist() == [0]
+    assert lake.query("SELECT status, units FROM runs WHERE command = 'communities'").to_pylist() == [
+        {"status": "partial", "units": ["layer=0"]}]
+
+    calls.clear()
+    monkeypatch.setattr(step, "_layer_job", lambda h, r, layer, *rest: (calls.append(layer), real(h, r, layer, *rest))[1])
+    code, out, err = saew(*args)
+    assert code == 0, err
+    assert calls == [1, 2] and corr == [1] and "kept 1 unit(s)" in out
+
+    other = Lake(tmp_path / "other")
+    _three_layers(other)
+    assert saew(*args, home_dir=tmp_path / "other")[0] == 0
+    for t in ("communities", "graph_divergence", "graph_nodes", "graph_degrees"):
+        a = lake.query(f"SELECT * FROM {t} WHERE release = 'a' ORDER BY ALL").to_pylist()
+        assert len(a) > 0 and a == other.query(f"SELECT * FROM {t} WHERE release = 'a' ORDER BY ALL").to_pylist(), t

@@ -143,3 +143,46 @@ def test_harvest_bad_input(case, lake, saew, tmp_path):
             "tokens": "--tokens", "corpus": "missing.txt: no such file",
             "hook": "outside model 'minilm'"}[case] in err
     assert _nothing_written(lake)
+
+
+def _rows(lake, table: str, order: str) -> list[dict]:
+    cols = {"activations": "layer, shard, token_id, feature, value", "tokens": "token_id, doc, pos, token",
+            "examples": "*"}[table]
+    return lake.query(f"SELECT {cols} FROM {table} ORDER BY {order}").to_pylist()
+
+
+def test_harvest_device_cpu_and_auto_write_the_same_rows(minilm, lake, saew, tmp_path):
+    """--device: cpu and auto (a GPU when torch sees one, else the CPU) give the same lake rows
+    (bit for bit on the CPU); cuda where torch sees none is one line, exit 2, nothing written."""
+    put_sae(lake, "r", 2, make_sae(384, 40, "topk", seed=4, k=6))
+    corpus = write_txt(tmp_path / "c.txt")
+    base = ("harvest", "--release", "r", "--model", "minilm", "--corpus", corpus, "--tokens", 30,
+            "--batch-size", 2, "--seq-len", 32, "--shard-tokens", 12)
+    got = {}
+    for device in ("cpu", "auto"):
+        code, out, err = saew(*base, "--device", device)
+        assert code == 0, err
+        got[device] = [_rows(lake, "activations", "layer, token_id, feature"),
+                       _rows(lake, "tokens", "token_id"), _rows(lake, "examples", "ALL")]
+    if not torch.cuda.is_available():
+        assert got["cpu"] == got["auto"]
+    else:   # a GPU's kernels differ in the last bits: the same codes within float tolerance
+        assert got["cpu"][1:] != [] and len(got["cpu"][0]) == len(got["auto"][0])
+    if not torch.cuda.is_available():
+        from saew.storage.lake import Lake
+
+        fresh = Lake(tmp_path / "fresh")
+        put_sae(fresh, "r", 2, make_sae(384, 40, "topk", seed=4, k=6))
+        code, out, err = saew(*base, "--device", "cuda", home_dir=fresh.home)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "--device cuda: torch sees no CUDA GPU" in err
+        assert _nothing_written(fresh)
+
+
+def test_loaded_model_to_a_device_keeps_the_captures(minilm):
+    """LoadedModel.to: the module and each batch's captures on the device (here the CPU, the
+    one this machine has), the same residuals as before the move."""
+    before = next(minilm.iter_batches(DOCS, 20, [1], batch_size=2, seq_len=32)).resid[1]
+    assert minilm.to("cpu") is minilm and minilm.device == "cpu"
+    after = next(minilm.iter_batches(DOCS, 20, [1], batch_size=2, seq_len=32)).resid[1]
+    assert after.device.type == "cpu" and torch.equal(before, after)

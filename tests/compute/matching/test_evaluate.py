@@ -137,3 +137,62 @@ def test_cli_evaluate_bad_input(saew, lake, setup, argv, needle):
     assert not lake.has_data("reconstruction")
     after = lake.query("SELECT count(*) n FROM runs").column("n")[0].as_py() if lake.has_data("runs") else 0
     assert after == before
+
+
+def _four_layers(lake) -> None:
+    rng = np.random.default_rng(7)
+    for L in range(4):
+        put_sae(lake, "r", L, make_sae(8, 12, seed=L))
+        put_codes(lake, "r", L, (rng.random((30, 12)) < 0.3) * rng.uniform(0.5, 2.0, (30, 12)), n_tokens=34)
+
+
+def test_a_failed_evaluate_keeps_the_pairs_before_it_and_the_rerun_does_the_rest(saew, lake, monkeypatch,
+                                                                                tmp_path):
+    import saew.compute.matching.evaluate as step
+    from saew.storage.lake import Lake
+
+    def rows(lk):
+        return lk.query("SELECT method, src_layer, dst_layer, n_tokens, fvu, explained_variance "
+                        "FROM reconstruction ORDER BY method, src_layer").to_pylist()
+
+    _four_layers(lake)
+    assert saew("match", "--release", "r", "--method", "folded")[0] == 0
+    real, calls = step._pair_job, []
+
+    def failing(l0, *rest):
+        calls.append(l0)
+        if l0 == 2:
+            raise RuntimeError("killed at pair 2-3")
+        return real(l0, *rest)
+
+    monkeypatch.setattr(step, "_pair_job", failing)
+    with pytest.raises(RuntimeError, match="killed at pair 2-3"):
+        saew("evaluate", "--release", "r")
+    assert calls == [0, 1, 2]
+    assert {(r["method"], r["src_layer"]) for r in rows(lake)} == {
+        (m, L) for m in ("folded", "identity", "random") for L in (0, 1)}
+    assert lake.query("SELECT status, units FROM runs WHERE command = 'evaluate'").to_pylist() == [
+        {"status": "partial", "units": ["pair=0-1", "pair=1-2"]}]
+
+    calls.clear()
+    monkeypatch.setattr(step, "_pair_job", lambda l0, *rest: (calls.append(l0), real(l0, *rest))[1])
+    code, out, err = saew("evaluate", "--release", "r")
+    assert code == 0, err
+    assert calls == [2] and "kept 2 unit(s)" in out and "over 3 pair(s)" in out
+    other = Lake(tmp_path / "other")
+    _four_layers(other)
+    assert saew("match", "--release", "r", "--method", "folded", home_dir=tmp_path / "other")[0] == 0
+    assert saew("evaluate", "--release", "r", home_dir=tmp_path / "other")[0] == 0
+    assert rows(lake) == rows(other) and len(rows(lake)) == 9
+
+
+def test_evaluate_takes_the_executor_options(saew, lake):
+    """Two spawned workers give the rows of this process."""
+    _four_layers(lake)
+    assert saew("match", "--release", "r", "--method", "folded")[0] == 0
+    assert saew("evaluate", "--release", "r", "--workers", "1")[0] == 0
+    one = lake.query("SELECT * FROM reconstruction ORDER BY ALL").to_pylist()
+    code, _, err = saew("evaluate", "--release", "r", "--executor", "local", "--workers", "2",
+                        "--device", "cpu")
+    assert code == 0, err
+    assert lake.query("SELECT * FROM reconstruction ORDER BY ALL").to_pylist() == one

@@ -315,3 +315,65 @@ def test_saew_train_harvest_refuses_untrained_layers(saew, home):
     assert code == 0, err
     code, _, err = saew(*args, "--layers", "0", "--harvest")
     assert code == 2 and "--harvest" in err and "2" in err, err
+
+
+@pytest.mark.parametrize("harvest", [False, True])
+def test_a_failed_train_keeps_its_finished_saes_and_the_rerun_trains_the_rest(saew, lake, home, monkeypatch,
+                                                                               tmp_path, harvest):
+    """Each (layer, module) SAE is a unit: a failure at the third keeps the first two (folders,
+    saes, training_log), the re-run trains only the missing two (the model pass captures only
+    their layer, or every layer with --harvest), and the lake ends as after one uninterrupted run."""
+    import saew.compute.lm.model as lm
+    import saew.compute.training.step as step
+    from saew.storage.lake import Lake
+
+    args = ["train", "--release", "u", "--model", "minilm", "--layers", "0-1", "--hooks",
+            "resid_post,mlp_out", "--tokens", "300", "--d-sae", "32", "--k", "4", "--steps", "3",
+            "--batch-size", "64", "--workers", "1", *(["--harvest", "--examples", "2"] if harvest else [])]
+    real, calls = step._train_job, []
+
+    def failing(layer, x, cfg, model, hook, *rest):
+        calls.append(hook)
+        if len(calls) == 3:
+            raise RuntimeError("killed at the third SAE")
+        return real(layer, x, cfg, model, hook, *rest)
+
+    monkeypatch.setattr(step, "_train_job", failing)
+    with pytest.raises(RuntimeError, match="killed at the third SAE"):
+        saew(*args)
+    kept = lake.query("SELECT release, layer FROM saes ORDER BY 1, 2").to_pylist()
+    assert kept == [{"release": "u", "layer": 0}, {"release": "u.mlp_out", "layer": 0}]
+    assert lake.query("SELECT status, units FROM runs WHERE command = 'train'").to_pylist() == [
+        {"status": "partial", "units": ["layer=0", "layer=0/mlp_out"]}]
+    assert sorted(p.name for p in (home / "saes" / "u").iterdir()) == ["blocks.0.hook_resid_post"]
+    assert not lake.has_data("activations")
+
+    calls.clear()
+    captured: list[list[int]] = []
+    real_hooks = lm.hook_outputs
+    monkeypatch.setattr(lm, "hook_outputs", lambda m, d, n, layers, *a, **k: (captured.append(list(layers)),
+                                                                              real_hooks(m, d, n, layers, *a, **k))[1])
+    monkeypatch.setattr(step, "_train_job", lambda *a: (calls.append(a[4]), real(*a))[1])
+    code, out, err = saew(*args)
+    assert code == 0, err
+    assert calls == ["blocks.1.hook_resid_post", "blocks.1.hook_mlp_out"] and "kept 2 unit(s)" in out
+    assert captured == [[0, 1] if harvest else [1]]
+
+    other = Lake(tmp_path / "other")
+    assert saew(*args, home_dir=tmp_path / "other")[0] == 0
+
+    def rows(lk):
+        out = {t: lk.query(f"SELECT * FROM {t} ORDER BY ALL").to_pylist()
+               for t in ("features", "training_log")}
+        out["saes"] = lk.query("SELECT release, layer, d_in, d_sae, hook, source_sha256 FROM saes "
+                               "ORDER BY ALL").to_pylist()
+        if harvest:
+            out["activations"] = lk.query("SELECT release, layer, token_id, feature, value FROM activations "
+                                          "ORDER BY ALL").to_pylist()
+            out["activation_sets"] = lk.query("SELECT release, layer, n_tokens FROM activation_sets "
+                                              "ORDER BY ALL").to_pylist()
+        return out
+
+    a, b = rows(lake), rows(other)
+    for t in a:
+        assert len(a[t]) > 0 and a[t] == b[t], t
