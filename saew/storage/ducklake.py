@@ -113,6 +113,7 @@ def open_connection(home: Path, cfg: LakeConfig) -> duckdb.DuckDBPyConnection:
 def attach_sql(home: Path, cfg: LakeConfig) -> str:
     """The lines a notebook or BI tool runs to read this home's DuckLake (docs, ``saew snapshots``)."""
     return (f"SET extension_directory = '{_q(str(home / EXT_DIR))}'; LOAD ducklake; "
+            f"LOAD {_EXT_NAMES[_catalog_kind(cfg)]}; "
             f"ATTACH '{_q(cfg.attach_uri)}' AS {ALIAS} (DATA_PATH '{_q(cfg.data_path)}', READ_ONLY);")
 
 

@@ -211,7 +211,7 @@ def test_a_reader_during_multi_layer_rewrites_sees_whole_units(tmp_path):
     home = _ducklake_home(tmp_path / "dl")
     p = _writer(home, 1)
     assert p.wait(120) == 0
-    p = _writer(home, 12)
+    p = _writer(home, 6)
     seen, reads, deadline = set(), 0, time.time() + 90
     try:
         while p.poll() is None and time.time() < deadline:
