@@ -37,6 +37,12 @@ How it maps the lake's operations (``saew.storage.lake``):
   locked", retried like a conflict); a command naming no release takes the whole home.
 * Snapshots are never expired by saew, so ``saew query --at SNAPSHOT`` can read any of them.
 
+Interface: ``Lake(home).engine`` is a :class:`DuckLake` (None on a Parquet home); ``.snapshot(at)``
+(a :class:`Snapshot`: ``version``, ``table_files(t)``, ``delete_files(t)``), ``.snapshots()``,
+``.cursor()`` (a cursor on this process's connection, the DuckLake attached as ``lake``),
+``.ensure_tables()``; :func:`open_connection` (a fresh connection, e.g. in a test);
+``Lake.write_lock(release=R)``; ``SAEW_CHAOS_KILL_AT=ducklake`` kills inside the transaction.
+
 Extensions come from the pip packages ``duckdb-extension-{ducklake,sqlite,postgres}`` (bare
 ``.duckdb_extension`` files): ``INSTALL '<file>'`` into ``<home>/.duckdb_extensions`` (``SET
 extension_directory``), then ``LOAD``; never from the network (``autoinstall_known_extensions`` and
@@ -183,7 +189,17 @@ class DuckLake:
     # ------------------------------------------------------------------ tables
     def ensure_tables(self) -> None:
         """Create the missing tables (partitioned as the schemas say) and add missing columns,
-        in one transaction; nothing happens when the catalog is up to date."""
+        in one transaction; nothing happens when the catalog is up to date. Two writers doing
+        it at once: the loser of the conflict looks again."""
+        for attempt in range(COMMIT_TRIES):
+            try:
+                return self._ensure_tables()
+            except duckdb.Error as e:
+                if not _conflict(e) and "already exists" not in str(e) or attempt == COMMIT_TRIES - 1:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+
+    def _ensure_tables(self) -> None:
         cur = self.cursor()
         try:
             have: dict[str, set[str]] = {}
@@ -202,10 +218,17 @@ class DuckLake:
                              for f in t.schema if f.name not in have[name]]
             if todo:
                 cur.execute("BEGIN")
-                for s in todo:
-                    cur.execute(s)
-                cur.execute(f"CALL {ALIAS}.set_commit_message('{AUTHOR}', 'schema', extra_info => NULL)")
-                cur.execute("COMMIT")
+                try:
+                    for s in todo:
+                        cur.execute(s)
+                    cur.execute(f"CALL {ALIAS}.set_commit_message('{AUTHOR}', 'schema', extra_info => NULL)")
+                    cur.execute("COMMIT")
+                except duckdb.Error:
+                    try:
+                        cur.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    raise
             _READY.add((os.getpid(), str(self.home)))
         finally:
             cur.close()
