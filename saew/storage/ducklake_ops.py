@@ -14,6 +14,15 @@ from saew.storage import locks, versions
 from saew.storage.schemas import TableSpec, parse_key, spec
 
 
+def engine(home: Path, cfg):
+    """The DuckLake engine of a home whose config names it, else None (the Parquet lake)."""
+    if not cfg.is_ducklake:
+        return None
+    from saew.storage.ducklake import DuckLake
+
+    return DuckLake(home, cfg)
+
+
 def need(lake, what: str):
     """The lake's DuckLake engine; BadInput (one line) on a Parquet home."""
     if lake.engine is None:

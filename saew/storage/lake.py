@@ -18,11 +18,8 @@ Readers (``connect``, ``query``, the catalog's views, dbt) read the explicit fil
 manifest, so they see each unit all or none, and never fail because a write is under way
 (superseded files are kept for a grace time). Readers take no lock. A writer lock
 (``<home>/.write.lock``) keeps two writing commands from interleaving.
-
-That is the Parquet engine, the default. A home whose ``saew.toml`` (``saew init --lake
-ducklake``, :mod:`saew.storage.config`) names DuckLake hands the same calls to
-:class:`saew.storage.ducklake.DuckLake` (``Lake.engine``): each unit is one DuckLake snapshot,
-readers read one snapshot's files, and the writer lock is per release (see that module).
+That is the default Parquet engine; a home whose ``saew.toml`` names DuckLake hands the same
+calls to ``Lake.engine`` (:mod:`saew.storage.ducklake`: one unit, one snapshot).
 """
 from __future__ import annotations
 
@@ -91,11 +88,8 @@ class Lake:
         self._behind = False   # a unit committed since the last catalog refresh
         self.notes: list[str] = []   # lines a step wants printed (e.g. what a re-ingest dropped)
         self.after_commit: Callable[["Lake"], None] | None = None  # e.g. the catalog refresh
-        self.config = config.read(self.home)
-        self.engine = None   # None: the Parquet lake; else the DuckLake engine of saew.toml
-        if self.config.is_ducklake:
-            from saew.storage.ducklake import DuckLake
-            self.engine = DuckLake(self.home, self.config)
+        self.config = config.read(self.home)   # saew.toml; engine None: the Parquet lake
+        self.engine = ducklake_ops.engine(self.home, self.config)
 
     # ------------------------------------------------------------------ paths
     def table_dir(self, table: str) -> Path:
@@ -115,8 +109,7 @@ class Lake:
         return self.root / self.partition_key(table, **part)
 
     def manifest(self) -> Manifest:
-        """What readers read: the current manifest, or on a DuckLake home the current
-        snapshot (a ``ducklake.Snapshot``: ``version`` and ``table_files`` alike)."""
+        """The current manifest (on a DuckLake home: snapshot, with ``version``, ``table_files``)."""
         if self.engine is not None:
             return self.engine.snapshot()  # type: ignore[return-value]
         return versions.read(self.home)
@@ -133,8 +126,7 @@ class Lake:
     @contextmanager
     def write_lock(self, timeout: float | None = None, release: str | None = None) -> Iterator[None]:
         """Exclusive writer lock; waits for another writer (or raises LockBusy after timeout).
-        On a DuckLake home the lock is per release (``locks.home_lock``); ``release=None``
-        takes the whole home. The Parquet lake always takes the whole home."""
+        Per ``release`` on a DuckLake home (``locks.home_lock``), else the whole home."""
         from filelock import FileLock, Timeout
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -157,9 +149,7 @@ class Lake:
 
     def recover(self, whole: bool = True) -> None:
         """A writer's open: finish what a killed command left (links, folders), drop its
-        staging and the version files no manifest names once past the grace time. On a
-        DuckLake home: create missing tables; the clean-up only under the whole-home lock
-        (other releases' writers may be staging)."""
+        staging and the version files no manifest names once past the grace time."""
         if self.engine is not None:
             return ducklake_ops.recover(self, whole)
         legacy.roll_forward_journal(self.home)
