@@ -69,6 +69,7 @@ ALIAS = "lake"                    # the attached DuckLake's name (README: the no
 EXT_DIR = ".duckdb_extensions"    # under the home
 AUTHOR = "saew"
 COMMIT_TRIES = 5
+CHAOS_POINT = "ducklake"          # SAEW_CHAOS_KILL_AT: inside the unit's transaction, before COMMIT
 _EXT_NAMES = {"ducklake": "ducklake", "sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
 
 
@@ -325,7 +326,7 @@ class DuckLake:
                                 f"FROM read_parquet('{_q(str(staged))}', hive_partitioning = false)", list(part.values()))
                 cur.execute(f"CALL {ALIAS}.set_commit_message('{AUTHOR}', '{_q(command)}', "
                             f"extra_info => '{_q(json.dumps(dict(extra), sort_keys=True))}')")
-                chaos("ducklake")
+                chaos(CHAOS_POINT)
                 cur.execute("COMMIT")
                 chaos("committed")
                 return int(cur.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])

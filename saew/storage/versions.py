@@ -46,8 +46,7 @@ FORMAT = "saew-manifest/1"
 
 
 CHAOS_ENV = "SAEW_CHAOS_KILL_AT"
-CHAOS_POINTS = ("stage", "move", "manifest", "committed", "link", "synced", "catalog",
-                "ducklake")  # ducklake: inside the DuckLake transaction, before its COMMIT
+CHAOS_POINTS = ("stage", "move", "manifest", "committed", "link", "synced", "catalog")
 
 
 def chaos(point: str) -> None:
