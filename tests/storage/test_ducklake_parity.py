@@ -232,3 +232,16 @@ def test_a_reader_during_multi_layer_rewrites_sees_whole_units(tmp_path):
         p.wait(120)
     assert p.returncode == 0, p.stderr.read()
     assert reads >= 2 and len(seen) >= 2
+
+
+def test_a_staged_folder_commits_with_its_unit(tmp_path):
+    """SAELens folders (``stage_dir``) keep the file-based version store on DuckLake homes."""
+    home = _ducklake_home(tmp_path / "dl")
+    lake = Lake(home)
+    for n in (1, 2):
+        with lake.transaction():
+            d = lake.stage_dir("saes/r/blocks.0.hook_resid_post")
+            (d / "cfg.json").write_text(str(n))
+            put_sae(lake, "r", 0, make_sae(d_in=4, d_sae=3 + n, seed=n))
+        assert (home / "saes/r/blocks.0.hook_resid_post/cfg.json").read_text() == str(n)
+        assert Lake(home).query("SELECT d_sae FROM saes").column("d_sae").to_pylist() == [3 + n]
