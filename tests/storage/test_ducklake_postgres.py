@@ -108,6 +108,7 @@ def test_every_table_and_mart_is_the_same_as_on_a_parquet_home(tmp_path: Path, p
 # ---------------------------------------------------------------------------- kill -9 mid-commit
 def test_a_writer_killed_inside_its_commit_leaves_the_previous_snapshot(tmp_path: Path,
                                                                         pg_catalog: str) -> None:  # noqa: F811
+    from saew.storage.ducklake import CHAOS_POINT
     from saew.storage.versions import CHAOS_ENV
 
     home = pg_home(tmp_path / "pg", pg_catalog)
@@ -116,7 +117,7 @@ def test_a_writer_killed_inside_its_commit_leaves_the_previous_snapshot(tmp_path
     saew_ok(home, "ingest", "sae", *old, "--release", "r")
     before, snaps = state(home), snapshots(home)
 
-    r = harness.saew(home, "ingest", "sae", *new, "--release", "r", **{CHAOS_ENV: "ducklake"})
+    r = harness.saew(home, "ingest", "sae", *new, "--release", "r", **{CHAOS_ENV: CHAOS_POINT})
     assert r.returncode == -signal.SIGKILL, r.stderr  # killed after its writes, before COMMIT
     assert snapshots(home) == snaps and state(home) == before
 
