@@ -61,10 +61,16 @@ print(time.perf_counter() - t0)
 
 
 def du(path: Path) -> int:
-    """Bytes of the files under ``path`` (symlinks not followed)."""
+    """Bytes of the files under ``path``: symlinks not followed, a hard-linked file once (the
+    Parquet lake's version store links unchanged files)."""
     if not path.exists():
         return 0
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    seen: dict[tuple[int, int], int] = {}
+    for p in path.rglob("*"):
+        st = p.lstat()
+        if p.is_file() and not p.is_symlink():
+            seen[st.st_dev, st.st_ino] = st.st_size
+    return sum(seen.values())
 
 
 def pg_size(server, dbname: str) -> int:
