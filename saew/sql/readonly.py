@@ -143,6 +143,8 @@ def check_home_untouched(st, home: Path) -> None:
 
 def check(sql: str, *, allow_write: bool, home: Path) -> list:
     """The statements of ``sql``, each checked; BadInput for SQL that does not parse or may not run."""
+    if not allow_write and _imports(sql):   # duckdb 1.5 expands IMPORT DATABASE while parsing
+        raise BadInput(f"query: IMPORT statements are refused (import database); {HINT}")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
@@ -155,6 +157,16 @@ def check(sql: str, *, allow_write: bool, home: Path) -> list:
         else:
             check_readonly(st)
     return statements
+
+
+def _imports(sql: str) -> bool:
+    """Whether a statement of ``sql`` starts with IMPORT (by DuckDB's tokenizer)."""
+    try:
+        toks = _tokens(sql)
+    except Exception:  # noqa: BLE001 - extract_statements reports what does not parse
+        return False
+    starts = [0] + [i + 1 for i, (text, _) in enumerate(toks) if text == ";"]
+    return any(i < len(toks) and _word(toks[i]) == "import" for i in starts)
 
 
 OWN = ("lake", "saes", "reports", "saew.duckdb", "saew.toml", "ducklake-data", "ducklake.sqlite")
