@@ -135,7 +135,7 @@ def execute(words: tuple[str, ...], args: argparse.Namespace,
     if not writes:
         return runner(args, ctx)
     try:
-        with lake.write_lock():
+        with lake.write_lock(release=getattr(args, "release", None)):
             run = RunInfo(command=" ".join(words), params=params, version=VERSION,
                           started_at=datetime.now(timezone.utc).replace(tzinfo=None))
             lake.after_commit = catalog.refresh_quietly

@@ -26,6 +26,8 @@ from saew.storage.lake import resolve_home
 
 COMMANDS: list[Command] = [
     Command(("demo",), "saew.cli.demo", "run the whole pipeline on the embedded default", False),
+    Command(("init",), "saew.cli.init", "choose the home's storage engine: parquet (default) or ducklake", False),
+    Command(("snapshots",), "saew.sql.snapshots", "list a DuckLake home's snapshots (id, time, command, run_id)", False),
     *STEPS,
 ]
 

@@ -33,6 +33,9 @@ def add_arguments_query(p) -> None:
                    help="output format (default table)")
     p.add_argument("--out", default=None, help="output file (required for --format parquet)")
     p.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+    p.add_argument("--at", type=int, default=None, metavar="SNAPSHOT",
+                   help="DuckLake homes: read the lake tables as they were at this snapshot (see saew "
+                        "snapshots); the dbt models (staging views, marts) are the current ones")
     p.add_argument("--allow-write", action="store_true",
                    help="let COPY, ATTACH, CREATE, INSTALL, ... run (never on files inside the home)")
 
@@ -72,9 +75,9 @@ def _transient(e: duckdb.Error, fallback: bool, home: Path) -> bool:
     return fallback and isinstance(e, duckdb.CatalogException)
 
 
-def _once(ctx, sql: str, fmt: str, max_rows: int):
+def _once(ctx, sql: str, fmt: str, max_rows: int, at: int | None = None):
     """Run the statements once on a fresh read-only connection; (result, fell back to the lake)."""
-    con = catalog.connect(ctx.lake, read_only=True)
+    con = catalog.connect(ctx.lake, read_only=True) if at is None else catalog.connect_at(ctx.lake, at)
     try:
         fallback = con.execute("SELECT current_database()").fetchall()[0][0] == "memory"
         try:
@@ -98,9 +101,12 @@ def run_query(args, ctx) -> str | None:
     if args.out and readonly.owned(args.out, home):
         raise BadInput(f"--out {args.out}: inside the home's own files ({home}: lake/, saes/, reports/, "
                        f"saew.duckdb, dot-folders); saew query never writes them")
+    at = getattr(args, "at", None)
+    if at is not None:
+        ctx.lake.snapshot(at)   # a Parquet home, or no such snapshot: one line, exit 2
     for attempt in range(RETRIES + 1):
         try:
-            out, _ = _once(ctx, sql, args.format, args.max_rows)
+            out, _ = _once(ctx, sql, args.format, args.max_rows, at)
             break
         except duckdb.Error as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -10,7 +10,8 @@ Statements are classified by DuckDB's own parser (``duckdb.extract_statements`` 
   INSERT, UPDATE, DELETE, DROP, ALTER, CALL, other SETs and PRAGMAs, ... -- is refused;
 * ``--allow-write``: every statement runs (the catalog itself stays open read-only), but no
   statement may name a path among the home's own files (``OWN``: lake/, saes/, reports/,
-  saew.duckdb*, and the dot-folders of staging, journal and versions): a COPY's or EXPORT's
+  saew.duckdb*, a DuckLake home's saew.toml, ducklake-data/, ducklake.sqlite, and the dot-folders
+  of staging, journal, versions and extensions): a COPY's or EXPORT's
   target, an ATTACH'd file, a SET of a directory; the same rule guards ``--out``;
   a COPY ... TO or EXPORT DATABASE target must be a quoted path, so it can be checked.
 """
@@ -142,6 +143,8 @@ def check_home_untouched(st, home: Path) -> None:
 
 def check(sql: str, *, allow_write: bool, home: Path) -> list:
     """The statements of ``sql``, each checked; BadInput for SQL that does not parse or may not run."""
+    if not allow_write and _imports(sql):   # duckdb 1.5 expands IMPORT DATABASE while parsing
+        raise BadInput(f"query: IMPORT statements are refused (import database); {HINT}")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
@@ -156,7 +159,17 @@ def check(sql: str, *, allow_write: bool, home: Path) -> list:
     return statements
 
 
-OWN = ("lake", "saes", "reports", "saew.duckdb")
+def _imports(sql: str) -> bool:
+    """Whether a statement of ``sql`` starts with IMPORT (by DuckDB's tokenizer)."""
+    try:
+        toks = _tokens(sql)
+    except Exception:  # noqa: BLE001 - extract_statements reports what does not parse
+        return False
+    starts = [0] + [i + 1 for i, (text, _) in enumerate(toks) if text == ";"]
+    return any(i < len(toks) and _word(toks[i]) == "import" for i in starts)
+
+
+OWN = ("lake", "saes", "reports", "saew.duckdb", "saew.toml", "ducklake-data", "ducklake.sqlite")
 
 
 def owned(path: str | Path, home: Path) -> bool:

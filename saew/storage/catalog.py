@@ -52,6 +52,8 @@ def _open(path: Path, read_only: bool, tries: int = 50) -> duckdb.DuckDBPyConnec
 
 def _write_views(con: duckdb.DuckDBPyConnection, lake: Lake, m: Manifest) -> None:
     """All views and the meta row in one transaction, then a checkpoint (no WAL left)."""
+    if hasattr(m, "prefetch"):
+        m.prefetch(TABLES)   # a DuckLake snapshot: one listing query for every table
     con.execute("BEGIN TRANSACTION")
     for i, name in enumerate(TABLES):
         con.execute(f'CREATE OR REPLACE VIEW main."{name}" AS {lake.scan_sql(name, m)}')
@@ -194,3 +196,26 @@ def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         if not read_only:
             raise
         return lake.connect()
+
+
+def connect_at(lake: Lake, at: int) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection whose lake-table views read DuckLake snapshot ``at``, with the
+    catalog attached read-only behind them (``search_path``), so the dbt models are there too
+    (as they are now: they are not versioned). BadInput on a Parquet home or an unknown snapshot."""
+    snap = lake.snapshot(at)
+    con = duckdb.connect()
+    path = catalog_path(lake)
+    attached = False
+    if path.exists():
+        for _ in range(20):
+            try:
+                con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS saew (READ_ONLY)")
+                attached = True
+                break
+            except duckdb.IOException:  # a refresh holds it for writing
+                time.sleep(0.1)
+    for name in TABLES:
+        con.execute(f'CREATE OR REPLACE VIEW memory.main."{name}" AS {lake.scan_sql(name, snap)}')
+    if attached:
+        con.execute("SET search_path = 'memory.main,saew.main'")
+    return con

@@ -18,6 +18,8 @@ Readers (``connect``, ``query``, the catalog's views, dbt) read the explicit fil
 manifest, so they see each unit all or none, and never fail because a write is under way
 (superseded files are kept for a grace time). Readers take no lock. A writer lock
 (``<home>/.write.lock``) keeps two writing commands from interleaving.
+That is the default Parquet engine; a home whose ``saew.toml`` names DuckLake hands the same
+calls to ``Lake.engine`` (:mod:`saew.storage.ducklake`: one unit, one snapshot).
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from saew.errors import BadInput, LockBusy
-from saew.storage import legacy, versions
+from saew.storage import config, ducklake_ops, legacy, versions
 from saew.storage.home import DEFAULT_HOME, RELEASE_RE, check_release, resolve_home
 from saew.storage.arrowcols import float_lists, list_matrix, row_group_size, to_arrow
-from saew.storage.schemas import TABLES, spec
+from saew.storage.schemas import TABLES, parse_key as _parse_key, spec
 from saew.storage.versions import PART_FILE, Manifest
 
 __all__ = ["Lake", "RunInfo", "check_release", "resolve_home", "float_lists", "list_matrix",
@@ -86,6 +88,8 @@ class Lake:
         self._behind = False   # a unit committed since the last catalog refresh
         self.notes: list[str] = []   # lines a step wants printed (e.g. what a re-ingest dropped)
         self.after_commit: Callable[["Lake"], None] | None = None  # e.g. the catalog refresh
+        self.config = config.read(self.home)   # saew.toml; engine None: the Parquet lake
+        self.engine = ducklake_ops.engine(self.home, self.config)
 
     # ------------------------------------------------------------------ paths
     def table_dir(self, table: str) -> Path:
@@ -105,17 +109,33 @@ class Lake:
         return self.root / self.partition_key(table, **part)
 
     def manifest(self) -> Manifest:
+        """The current manifest (on a DuckLake home: snapshot, with ``version``, ``table_files``)."""
+        if self.engine is not None:
+            return self.engine.snapshot()  # type: ignore[return-value]
         return versions.read(self.home)
+
+    def snapshot(self, at: int | None = None):
+        """The DuckLake snapshot ``at`` (the current one by default); BadInput on a Parquet home."""
+        return ducklake_ops.need(self, "--at").snapshot(at)
+
+    def snapshots(self) -> pa.Table:
+        """(snapshot_id, snapshot_time, command, run_id) of a DuckLake home; BadInput on a Parquet home."""
+        return ducklake_ops.need(self, "saew snapshots").snapshots()
 
     # ------------------------------------------------------------------ locking and recovery
     @contextmanager
-    def write_lock(self, timeout: float | None = None) -> Iterator[None]:
-        """Exclusive writer lock; waits for another writer (or raises LockBusy after timeout)."""
+    def write_lock(self, timeout: float | None = None, release: str | None = None) -> Iterator[None]:
+        """Exclusive writer lock; waits for another writer (or raises LockBusy after timeout).
+        Per ``release`` on a DuckLake home (``locks.home_lock``), else the whole home."""
         from filelock import FileLock, Timeout
 
         self.home.mkdir(parents=True, exist_ok=True)
         if timeout is None:
             timeout = float(os.environ.get("SAEW_LOCK_TIMEOUT", "3600"))
+        if self.engine is not None:
+            with ducklake_ops.write_lock(self, release, timeout):
+                yield
+            return
         lock = FileLock(str(self.home / ".write.lock"))
         try:
             lock.acquire(timeout=timeout)
@@ -127,9 +147,11 @@ class Lake:
         finally:
             lock.release()
 
-    def recover(self) -> None:
+    def recover(self, whole: bool = True) -> None:
         """A writer's open: finish what a killed command left (links, folders), drop its
         staging and the version files no manifest names once past the grace time."""
+        if self.engine is not None:
+            return ducklake_ops.recover(self, whole)
         legacy.roll_forward_journal(self.home)
         self.open(wait=30)
         shutil.rmtree(self.home / ".staging", ignore_errors=True)
@@ -144,6 +166,8 @@ class Lake:
     def open(self, wait: float = 0.0) -> Manifest:
         """A reader's open (anyone may run it): migrate a pre-manifest home, and redo the
         table folders' links if a kill interrupted them (skipped if another process is at it)."""
+        if self.engine is not None:
+            return ducklake_ops.open_snapshot(self, wait)
         if not (self.home / versions.MANIFEST).exists() and self.root.exists():
             try:
                 versions.migrate(self.home, legacy.place)
@@ -193,8 +217,11 @@ class Lake:
         if self._unit:
             self._seq += 1
             unit, self._unit, self._rewrites = self._unit, versions.Unit(), set()
-            m = versions.commit(self.home, unit, f"{self._run_id}-{self._seq}")
-            self._sync(m, unit)
+            if self.engine is not None:
+                ducklake_ops.commit_unit(self, unit, f"{self._run_id}-{self._seq}")
+            else:
+                m = versions.commit(self.home, unit, f"{self._run_id}-{self._seq}")
+                self._sync(m, unit)
             self._behind = True
         if final and self._behind:
             self._behind = False
@@ -291,6 +318,8 @@ class Lake:
         them, or removed when none is left. Partitions this unit wrote are new data and are left
         alone. Returns the number of rows dropped."""
         t = spec(table)
+        if self.engine is not None:
+            return ducklake_ops.delete_rows(self, t, where, params)
         cur = {k: (self._abs(v), True) for k, v in self.manifest().files.items() if k.startswith(table + "/")}
         for op, key, staged in self._unit.ops:
             if op == "put" and key.startswith(table + "/"):
@@ -355,18 +384,24 @@ class Lake:
         An empty table becomes a typed zero-row SELECT, so views and dbt sources always exist.
         """
         t = spec(table)
-        files = (manifest or self.manifest()).table_files(table)
+        m = manifest or self.manifest()
+        files = m.table_files(table)
         if not files:
             nulls = ", ".join(f'CAST(NULL AS {t.duckdb_type(f.name)}) AS "{f.name}"' for f in t.schema)
             return f"SELECT {nulls} WHERE 1 = 0"
+        if self.engine is not None:
+            return ducklake_ops.scan_sql(t, files, m.delete_files(table))  # type: ignore[attr-defined]
         return self._scan(t, [self._abs(f) for f in files])
 
     def connect(self, tables=None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per lake table (or per table of
         ``tables``), all from one manifest; never locks the catalog."""
         m = self.open()
+        names = list(TABLES if tables is None else tables)
+        if hasattr(m, "prefetch"):
+            m.prefetch(names)   # a DuckLake snapshot: one listing query for all of them
         con = duckdb.connect()
-        for name in TABLES if tables is None else tables:
+        for name in names:
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {self.scan_sql(name, m)}')
         return con
 
@@ -395,13 +430,3 @@ def _part(col: str, value) -> str:
     if not _PART_VALUE_RE.fullmatch(v):
         raise BadInput(f"{col}={v!r}: not a valid partition value")
     return f"{col}={v}"
-
-
-def _parse_key(t, key: str) -> dict:
-    """``features/release=r/layer=3`` -> ``{"release": "r", "layer": 3}`` (typed)."""
-    out = {}
-    for seg in key.split("/")[1:]:
-        c, v = seg.split("=", 1)
-        out[c] = int(v) if pa.types.is_integer(t.schema.field(c).type) else v
-    return out
-

@@ -197,3 +197,12 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}
 
 def spec(name: str) -> TableSpec:
     return TABLES[name]
+
+
+def parse_key(t: TableSpec, key: str) -> dict:
+    """A partition key ``features/release=r/layer=3`` -> ``{"release": "r", "layer": 3}`` (typed)."""
+    out: dict = {}
+    for seg in key.split("/")[1:]:
+        c, v = seg.split("=", 1)
+        out[c] = int(v) if pa.types.is_integer(t.schema.field(c).type) else v
+    return out
