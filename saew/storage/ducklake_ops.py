@@ -10,7 +10,7 @@ from typing import Iterator
 import duckdb
 
 from saew.errors import BadInput
-from saew.storage import locks, versions
+from saew.storage import links, locks, versions
 from saew.storage.schemas import TableSpec, parse_key, spec
 
 
@@ -57,7 +57,7 @@ def recover(lake, whole: bool) -> None:
 def open_snapshot(lake, wait: float = 0.0):
     """A reader's open: redo the SAE folders' symlinks if a kill interrupted them; the current snapshot."""
     try:
-        versions.sync(lake.home, wait=wait)
+        links.sync(lake.home, wait=wait)
     except OSError:
         pass
     return lake.engine.snapshot()
@@ -107,7 +107,7 @@ def commit_unit(lake, unit: versions.Unit, unit_id: str) -> None:
             command, {"run_id": lake._run_id, "units": list(lake._units)})
     if dirs:
         try:
-            versions.sync(lake.home, wait=10)   # the folders' symlinks (redone on any open)
+            links.sync(lake.home, wait=10)   # the folders' symlinks (redone on any open)
         except OSError:
             pass
 

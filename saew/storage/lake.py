@@ -10,20 +10,17 @@ store, by paths relative to the home. A command:
   and once more at the end of the transaction): the staged files move into the version store
   and one ``os.replace`` switches the manifest. That is the commit point; a kill before it
   leaves the lake as it was (the staging is garbage the next writer deletes), a kill after it
-  leaves the unit committed, and whatever follows (the ``part-0.parquet`` links of the table
-  folders, the SAE folder symlinks, the catalog) is idempotent and redone on the next open
-  by anyone, reader or writer.
+  leaves the unit committed, and what follows (links, :mod:`saew.storage.links`; the catalog)
+  is idempotent and redone on the next open by anyone.
 
 Readers (``connect``, ``query``, the catalog's views, dbt) read the explicit files of one
 manifest, so they see each unit all or none, and never fail because a write is under way
-(superseded files are kept for a grace time). Readers take no lock. A writer lock
-(``<home>/.write.lock``) keeps two writing commands from interleaving.
+(superseded files are kept for a grace time); they take no lock, writers ``.write.lock``.
 That is the default Parquet engine; a home whose ``saew.toml`` names DuckLake hands the same
 calls to ``Lake.engine`` (:mod:`saew.storage.ducklake`: one unit, one snapshot).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -39,28 +36,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from saew.errors import BadInput, LockBusy
-from saew.storage import config, ducklake_ops, legacy, versions
-from saew.storage.home import DEFAULT_HOME, RELEASE_RE, check_release, resolve_home
+from saew.storage import config, ducklake_ops, legacy, links, resume, versions
+from saew.storage.resume import RESUME_IGNORED, resume_key
+from saew.storage.home import check_release, resolve_home
 from saew.storage.arrowcols import float_lists, list_matrix, row_group_size, to_arrow
 from saew.storage.schemas import TABLES, parse_key as _parse_key, spec
 from saew.storage.versions import PART_FILE, Manifest
 
 __all__ = ["Lake", "RunInfo", "check_release", "resolve_home", "float_lists", "list_matrix",
-           "to_arrow", "PART_FILE", "COMPRESSION", "resume_key"]
+           "to_arrow", "PART_FILE", "COMPRESSION", "resume_key", "RESUME_IGNORED"]
 
 _PART_VALUE_RE = re.compile(r"-?[A-Za-z0-9][A-Za-z0-9._-]{0,99}|-?[0-9]+")
 _DIR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 COMPRESSION = "zstd"
-RESUME_IGNORED = ("home", "workers", "executor", "device", "ray_address")  # params that do not change results
-
-
-def resume_key(params_json: str) -> str:
-    """The part of a run's params JSON that decides its results: every param but
-    ``RESUME_IGNORED`` (where it runs and on what), as sorted JSON."""
-    d = json.loads(params_json) if params_json else {}
-    return json.dumps({k: v for k, v in d.items() if k not in RESUME_IGNORED}, sort_keys=True)
-
-
 @dataclass(frozen=True)
 class RunInfo:
     """The ``runs`` row of a writing command, written with each of its units."""
@@ -174,7 +162,7 @@ class Lake:
             except OSError:
                 pass
         try:
-            versions.sync(self.home, wait=wait)
+            links.sync(self.home, wait=wait)
         except OSError:
             pass  # e.g. a read-only home: readers read the manifest's files anyway
         return self.manifest()
@@ -231,7 +219,7 @@ class Lake:
         """The table folders' links after a commit: only what the unit changed when the
         links were in sync before it, else the whole tree (idempotent; redone on any open)."""
         try:
-            versions.sync_unit(self.home, m, unit) or versions.sync(self.home, wait=10)
+            links.sync_unit(self.home, m, unit) or links.sync(self.home, wait=10)
         except OSError:
             pass
 
@@ -253,16 +241,7 @@ class Lake:
             return set()
         rows = self.query("SELECT run_id, command, params, status, units FROM runs "
                           "ORDER BY finished_at DESC, run_id DESC").to_pylist()
-        want = json.loads(params_key) if params_key else {}
-        done: set[str] = set()
-        for r in rows:
-            if r["run_id"] == self._run_id:
-                done |= set(r["units"] or [])
-                continue
-            if r["command"] != command or r["status"] != "partial" or not _same_params(r["params"], want):
-                break
-            done |= set(r["units"] or [])
-        return done
+        return resume.finished_units(rows, self._run_id, command, params_key)
 
     # ------------------------------------------------------------------ writing
     def _stage_path(self, key: str, name: str) -> Path:
@@ -412,17 +391,6 @@ class Lake:
             return con.sql(sql, params=params or None).to_arrow_table()
         finally:
             con.close()
-
-
-def _same_params(params_json: str, want: dict) -> bool:
-    """A stored params JSON agrees with every key of ``want`` (a ``params_key``; the keys it
-    leaves out are the ones that do not change results)."""
-    try:
-        have = json.loads(params_json or "{}")
-    except ValueError:
-        return False
-    missing = object()
-    return all(have.get(k, missing) == v for k, v in want.items())
 
 
 def _part(col: str, value) -> str:

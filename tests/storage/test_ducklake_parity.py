@@ -187,7 +187,7 @@ def test_snapshots_query_at_and_init_refusals(tmp_path):
 
 
 _WRITER = """
-import sys, numpy as np
+import sys, time, numpy as np
 from saew.storage.lake import Lake
 lake = Lake(sys.argv[1])
 for i in range(int(sys.argv[2])):
@@ -197,11 +197,12 @@ for i in range(int(sys.argv[2])):
                        "mse": np.full(4, float(i)), "fvu": np.ones(4), "l0": np.ones(4),
                        "dead_frac": np.zeros(4)}, release="r", layer=layer)
     print(i, flush=True)
+    time.sleep(float(sys.argv[3]))   # a reader gets in between rewrites even on a loaded machine
 """
 
 
-def _writer(home: Path, n: int, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(home), str(n)], cwd=ROOT, text=True,
+def _writer(home: Path, n: int, pause: float = 0.0, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(home), str(n), str(pause)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
@@ -227,7 +228,7 @@ def test_a_reader_during_multi_layer_rewrites_sees_whole_units(tmp_path):
     home = _ducklake_home(tmp_path / "dl")
     p = _writer(home, 1)
     assert p.wait(120) == 0
-    p = _writer(home, 6)
+    p = _writer(home, 6, pause=0.5)
     seen, reads, deadline = set(), 0, time.time() + 90
     try:
         while p.poll() is None and time.time() < deadline:

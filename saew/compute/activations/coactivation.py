@@ -18,7 +18,7 @@ over features or pairs).
 A layer harvested in token shards is counted shard by shard (``storage.reads.token_blocks``):
 n_ab is a sum over tokens, so the counts of the shards are added pair by pair (a linear merge
 of two (a, b)-sorted lists, ``kernels.merge_counts``) and equal one count over the whole layer
-exactly. The running total is kept in ``RANGES`` ranges of feature a (``RangedCounts``), each
+exactly. The running total is kept in ``incidence.RANGES`` ranges of feature a (``RangedCounts``), each
 merged with its part of the next shard on its own, so memory holds one shard's activations and
 pairs, the pairs found so far and one range's merged copy (not two copies of every pair); the
 time per shard is one linear merge, O(pairs so far + the shard's pairs), never a rebuild.
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from saew.compute.activations.incidence import Incidence, incidence, token_rows
+from saew.compute.activations.incidence import Incidence, incidence, row_ranges, token_rows
 from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
 from saew.progress import progress
@@ -91,14 +91,6 @@ def add_counts(total: tuple[np.ndarray, ...] | None, part: tuple[np.ndarray, ...
     if total is None:
         return part
     return _jit()["merge_counts"](*total, *part)
-
-
-RANGES = 16   # ranges of feature a the running pair counts of a sharded layer are kept in
-
-
-def row_ranges(d: int, n: int = RANGES) -> np.ndarray:
-    """Bounds [lo_0 = 0, lo_1, ..., d] of at most ``n`` equal ranges of the features 0..d-1."""
-    return np.unique(np.linspace(0, d, max(1, min(n, d)) + 1).astype(np.int64))
 
 
 class RangedCounts:

@@ -94,7 +94,7 @@ class Sums:
 
 class Pairs:
     """Running (n_both, sxy) of every co-occurring pair (i, j) over the blocks read so far, kept
-    in ranges of the source feature i (``coactivation.row_ranges``), each a CSR (ptr, j int32,
+    in ranges of the source feature i (``incidence.row_ranges``), each a CSR (ptr, j int32,
     n_both int32, sxy float64) with j ascending per row (``kernels.cross_rows``). One more block
     rebuilds one range at a time, so memory holds the pairs and one range's new copy (16 bytes a
     pair), not two copies of every pair; the time per block is its pair visits plus one pass over
@@ -102,7 +102,7 @@ class Pairs:
     row."""
 
     def __init__(self, d_src: int):
-        from saew.compute.activations.coactivation import row_ranges
+        from saew.compute.activations.incidence import row_ranges
 
         self.bounds = row_ranges(d_src)
         self.parts = [(np.zeros(int(hi - lo) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),

@@ -68,3 +68,11 @@ def incidence(rows: np.ndarray, feature: np.ndarray, value: np.ndarray, n_rows: 
     f_tok = t_rows[by_f2]                   # feature-major, tokens ascending within a feature
     f_val = t_val[by_f2]
     return Incidence(n_rows, d, t_ptr, t_feat, t_val, f_ptr, f_tok, f_val)
+
+
+RANGES = 16   # ranges of feature a the running pair counts of a sharded layer are kept in
+
+
+def row_ranges(d: int, n: int = RANGES) -> np.ndarray:
+    """Bounds [lo_0 = 0, lo_1, ..., d] of at most ``n`` equal ranges of the features 0..d-1."""
+    return np.unique(np.linspace(0, d, max(1, min(n, d)) + 1).astype(np.int64))
