@@ -9,7 +9,8 @@ bounded); a job's exception is raised at its turn, after every earlier result wa
 * ``local`` (``--executor local``, the default): ``workers <= 1`` runs every job in this
   process; more workers are spawned processes (never forked: torch and numba thread pools do
   not survive a fork), each running one thread (``_init_worker``).
-* ``ray`` (``--executor ray``): each job is a Ray Core task declaring ``num_cpus=1`` and
+* ``ray`` (``--executor ray``): each job is a Ray Core task (on a DuckLake home, a task of a
+  step using ``Units.map_commit`` commits its unit's rows itself: ``commits_in_task``) declaring ``num_cpus=1`` and
   ``num_gpus=1`` when the step's device is a CUDA GPU, on the cluster at ``--ray-address``
   or on a local one (``ray.init(num_cpus=<CPU count>, include_dashboard=False)``) started on
   first use and shut down when the process exits (so ``saew demo`` pays its start-up once).
@@ -127,6 +128,11 @@ class Executor:
         what the previous one built)."""
         return self.workers(n_jobs) <= 1
 
+    def commits_in_task(self, lake) -> bool:
+        """Whether a unit's task commits its own rows (``compute.units.commit_in_task``): no
+        for local workers (the driver commits)."""
+        return False
+
     def map(self, fn: Callable, jobs: Iterable[tuple], n_jobs: int) -> Iterator:
         workers = self.workers(n_jobs)
         if workers <= 1:
@@ -185,6 +191,12 @@ class RayExecutor(Executor):
 
     def in_process(self, n_jobs: int) -> bool:
         return False
+
+    def commits_in_task(self, lake) -> bool:
+        """Yes on a DuckLake home: each task commits its unit as one snapshot of its own (a
+        Postgres catalog takes commits from many machines); the Parquet lake's manifest has
+        one writer, the driver."""
+        return getattr(lake, "engine", None) is not None
 
     def _remote(self):
         return self.ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=0)(_in_worker)

@@ -35,6 +35,9 @@ How it maps the lake's operations (``saew.storage.lake``):
 * The writer lock is per slice (:mod:`saew.storage.locks`): commands on different releases write
   at once (a Postgres catalog takes concurrent commits; a SQLite one may report "database is
   locked", retried like a conflict); a command naming no release takes the whole home.
+* With ``--executor ray``, a step's Ray tasks commit their own units (``compute.units.
+  commit_in_task``): one snapshot per unit from the task (``extra_info`` holds the driver's
+  run_id and ``"task": true``), the driver's ``runs`` row in a snapshot of its own after it.
 * Snapshots are never expired by saew, so ``saew query --at SNAPSHOT`` can read any of them.
 
 Interface: ``Lake(home).engine`` is a :class:`DuckLake` (None on a Parquet home); ``.snapshot(at)``

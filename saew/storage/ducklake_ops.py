@@ -104,12 +104,19 @@ def commit_unit(lake, unit: versions.Unit, unit_id: str) -> None:
         lake.engine.commit(  # type: ignore[union-attr]
             [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k)) for k in deletes],
             [(spec(k.split("/")[0]), parse_key(spec(k.split("/")[0]), k), p) for k, p in puts.items()],
-            command, {"run_id": lake._run_id, "units": list(lake._units)})
+            command, _extra(lake))
     if dirs:
         try:
             links.sync(lake.home, wait=10)   # the folders' symlinks (redone on any open)
         except OSError:
             pass
+
+
+def _extra(lake) -> dict:
+    """The snapshot's ``extra_info``: the run and its units so far; ``task`` when a Ray task
+    committed it for the driver's run (``compute.units.commit_in_task``)."""
+    of_run = getattr(lake._run, "of_run", None)
+    return {"run_id": of_run or lake._run_id, "units": list(lake._units), **({"task": True} if of_run else {})}
 
 
 def delete_rows(lake, t: TableSpec, where: str, params: list | None) -> int:

@@ -51,11 +51,13 @@ _DIR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*"
 COMPRESSION = "zstd"
 @dataclass(frozen=True)
 class RunInfo:
-    """The ``runs`` row of a writing command, written with each of its units."""
+    """The ``runs`` row of a writing command, written with each of its units; with ``of_run``
+    (a Ray task committing one unit of that run on DuckLake) no row: the driver writes it."""
     command: str
     params: str          # JSON
     version: str
     started_at: datetime
+    of_run: str | None = None
 
 
 def _now() -> datetime:
@@ -196,7 +198,7 @@ class Lake:
         self._commit(final=False)
 
     def _commit(self, final: bool) -> None:
-        if self._run is not None:
+        if self._run is not None and self._run.of_run is None:
             r = self._run
             self.write("runs", {
                 "command": [r.command], "params": [r.params], "started_at": [r.started_at],
@@ -224,9 +226,8 @@ class Lake:
             pass
 
     def _after_commit(self) -> None:
-        """After the transaction's last commit (not after every unit: a reader rebuilds a
-        catalog that is behind the manifest on its own open): the catalog refresh. A
-        failure is retried on the next open."""
+        """The catalog refresh, after the transaction's last commit only (a reader rebuilds a
+        catalog behind the manifest on its own open; so does a failure here)."""
         if self.after_commit is not None:
             try:
                 self.after_commit(self)
@@ -245,8 +246,7 @@ class Lake:
 
     # ------------------------------------------------------------------ writing
     def _stage_path(self, key: str, name: str) -> Path:
-        """A fresh staging path ``<seq>/<key>/<name>`` (the partition path kept, so a staged
-        file reads with its Hive columns)."""
+        """A fresh staging path ``<seq>/<key>/<name>`` (a staged file keeps its Hive columns)."""
         assert self._staging is not None
         self._seq += 1
         p = self._staging / f"{self._seq:06d}" / key / name

@@ -14,6 +14,7 @@ from saew.sae.params import SAEParams
 from tests.factories import make_sae, put_sae
 from tests.factories_cluster import planted
 from tests.factories_coact import put_activations, sparse_matrix
+from tests.pg import pg_catalog, pg_server  # noqa: F401  (fixtures)
 
 ray = pytest.importorskip("ray")
 
@@ -43,9 +44,13 @@ def ray_cluster():
 def warehouse(tmp_path_factory):
     """SAEs with planted decoder clusters (4 x 12 features) at 3 layers (2 layer pairs) and
     activations on the same tokens."""
+    return build(tmp_path_factory.mktemp("ray") / "home")
+
+
+def build(home):
+    """The warehouse's rows written into the (Parquet or DuckLake) home ``home``."""
     from saew.storage.lake import Lake
 
-    home = tmp_path_factory.mktemp("ray") / "home"
     lake = Lake(home)
     for L in range(N_LAYERS):
         w_dec, _ = planted(4, PER_CLUSTER, D_IN, seed=L)
@@ -147,3 +152,34 @@ def test_demo_on_ray_passes(saew, tmp_path, ray_cluster):
                   "reconstruction"):
         assert lake.query(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py() > 0, table
     assert (home / "reports" / "demo-minilm" / "index.html").exists()
+
+
+def test_on_ducklake_each_task_commits_its_own_unit(saew, warehouse, ray_cluster, tmp_path,
+                                                    pg_catalog):  # noqa: F811
+    """Issue 17 item 3: on a DuckLake home with a Postgres catalog, a Ray task commits its unit's
+    rows as one snapshot of its own (labelled with the driver's command and run_id, marked
+    ``task``), the driver records the unit in its runs row, and the rows are those of a local run."""
+    import json
+
+    from saew.storage.lake import Lake
+
+    home = tmp_path / "dl"
+    code, _, err = saew("init", "--lake", "ducklake", "--catalog", pg_catalog, home_dir=home)
+    assert code == 0, err
+    dst = Lake(build(home))
+    local = _run_all(saew, warehouse, ["--executor", "local", "--workers", "1"])
+    on_ray = _run_all(saew, home, ["--executor", "ray", "--workers", "2"])
+    for table in TABLES:
+        _same(local[table], on_ray[table], table)
+    runs = {r["command"]: r for r in dst.query("SELECT command, run_id, units, status FROM runs").to_pylist()}
+    for cmd, n_units in (("transport", 2), ("coactivation", 3), ("correlate", 2), ("cluster", 3), ("match", 2)):
+        run = runs[cmd]
+        assert run["status"] == "ok" and len(run["units"]) == n_units, run
+        cur = dst.engine.cursor()
+        try:
+            infos = [json.loads(x) for (x,) in cur.execute(
+                "SELECT commit_extra_info FROM lake.snapshots() WHERE commit_extra_info IS NOT NULL").fetchall()]
+        finally:
+            cur.close()
+        by_task = [i for i in infos if i.get("run_id") == run["run_id"] and i.get("task")]
+        assert sorted(u for i in by_task for u in i["units"]) == sorted(run["units"]), (cmd, by_task)

@@ -31,6 +31,8 @@ re-run does only the rest.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from saew.compute.activations.incidence import Incidence, incidence, row_ranges, token_rows
@@ -155,6 +157,16 @@ def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, 
 
 
 # ---------------------------------------------------------------------------- command
+def write_counts(lake, unit: str, result: tuple, release: str) -> int:
+    """A unit's ``coactivations`` rows (the partition of its layer); the number of pairs."""
+    from saew.compute.units import unit_layers
+
+    a, b, n = result
+    lake.write("coactivations", {"feature_a": a, "feature_b": b, "n_ab": n},
+               release=release, layer=unit_layers(unit)[0])
+    return int(n.size)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--release", required=True, help="release whose activations to count")
     p.add_argument("--layer", type=int, action="append", default=None,
@@ -181,12 +193,8 @@ def run(args, ctx) -> str:
     units = Units(ctx, [layer_unit(L) for L in layers])
     todo = [L for L in layers if layer_unit(L) in units.todo]
     jobs = ((str(lake.home), release, int(layer)) for layer in todo)
-    total = 0
-    for layer, (a, b, n) in progress(zip(todo, ex.map(coactivation_unit, jobs, len(todo))),
-                                     total=len(todo), desc="coactivation", unit="layer"):
-        lake.write("coactivations", {"feature_a": a, "feature_b": b, "n_ab": n},
-                   release=release, layer=int(layer))
-        units.commit(layer_unit(layer))
-        total += int(n.size)
+    total = sum(progress((n for _, n in units.map_commit(ex, coactivation_unit, jobs,
+                                                        partial(write_counts, release=release))),
+                         total=len(todo), desc="coactivation", unit="layer"))
     return (f"coactivation: release {release}: {total} pairs over {len(todo)} layer(s)"
             + (f"\n{units.note()}" if units.skipped else ""))

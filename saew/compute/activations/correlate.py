@@ -40,6 +40,7 @@ copy, never a whole layer; time per block is its pair visits plus one pass over 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -257,8 +258,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx) -> str:
-    import pyarrow as pa
-
     from saew.compute.options import executor_from_args
     from saew.compute.units import Units, pair_unit
     from saew.storage.saes import require_release
@@ -276,16 +275,10 @@ def run(args, ctx) -> str:
     reuse = ex.in_process(len(todo))   # consecutive pairs in one process share a layer
     jobs = ((str(lake.home), release, int(la), int(lb), ctx.run_id if reuse else None)
             for la, lb in todo)
-    rows = 0
     try:
-        for (la, lb), cols in progress(zip(todo, ex.map(correlate_unit, jobs, len(todo))),
-                                       total=len(todo), desc="correlate", unit="pair"):
-            r = cols.pop("pearson")
-            lake.write("correlations", {**cols, "dst_layer": np.full(r.size, lb, np.int32),
-                                        "pearson": pa.array(r, mask=np.isnan(r), type=pa.float64())},
-                       release=release, src_layer=int(la))
-            units.commit(pair_unit(la, lb))
-            rows += int(r.size)
+        rows = sum(progress((n for _, n in units.map_commit(ex, correlate_unit, jobs,
+                                                           partial(write_pairs, release=release))),
+                            total=len(todo), desc="correlate", unit="pair"))
     finally:
         _LAST.clear()
     return (f"correlate: release {release}: {rows} pairs over {len(todo)} layer pair(s)"
@@ -295,6 +288,21 @@ def run(args, ctx) -> str:
 # the destination layer of this process's last unit, (run id, release, layer) -> (Activity,
 # Built): the source of the next pair when the units run one after another in one process
 _LAST: dict[tuple, tuple[Activity, Built]] = {}
+
+
+def write_pairs(lake, unit: str, cols: dict, release: str) -> int:
+    """A unit's ``correlations`` rows (the partition of its source layer); their number."""
+    import pyarrow as pa
+
+    from saew.compute.units import unit_layers
+
+    la, lb = unit_layers(unit)
+    cols = dict(cols)
+    r = cols.pop("pearson")
+    lake.write("correlations", {**cols, "dst_layer": np.full(r.size, lb, np.int32),
+                                "pearson": pa.array(r, mask=np.isnan(r), type=pa.float64())},
+               release=release, src_layer=int(la))
+    return int(r.size)
 
 
 def correlate_unit(home: str, release: str, la: int, lb: int, reuse: str | None = None

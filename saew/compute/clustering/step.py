@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 
@@ -187,22 +188,31 @@ def run(args, ctx) -> str:
         ex = None
     units = Units(ctx, [layer_unit(L) for L in todo])
     todo = [L for L in todo if layer_unit(L) in units.todo]
-    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder)) for L in todo)
-    for L, res, q in progress(cluster_layers(jobs, cfg, ex, len(todo)), total=len(todo),
-                              desc=f"cluster {args.space}"):
-        lake.write("clusters", {
-            "feature": np.arange(len(res.labels), dtype=np.int32), "cluster": res.labels,
-            "probability": _nullable(res.probability), "x": _nullable(res.xy[:, 0]),
-            "y": _nullable(res.xy[:, 1])}, release=release, layer=int(L), space=args.space)
-        lake.write("cluster_quality", {k: [v] for k, v in {**q, "params": params}.items()},
-                   release=release, layer=int(L), space=args.space)
-        units.commit(layer_unit(L))
-        lines.append(f"layer {L}: {q['n_clusters']} clusters, noise {q['noise_frac'] or 0:.1%}, "
-                     f"largest {q['largest_share']:.1%}"
-                     + ("" if q["has_structure"] is not False else " (no structure beyond the null)"))
+    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg) for L in todo)
+    if ex is None:
+        from saew.compute.executor import Executor, ExecutorConfig
+
+        ex = Executor(ExecutorConfig(workers=1))
+    write = partial(write_layer, release=release, space=args.space, params=params)
+    lines += [line for _, line in progress(units.map_commit(ex, _cluster_job, jobs, write),
+                                           total=len(todo), desc=f"cluster {args.space}")]
     return (f"clustered release {release!r} in {args.space} space with {cfg.algorithm}"
             + (f" (embedder {embedder})" if embedder else "") + "\n"
             + "\n".join(lines + ([units.note()] if units.skipped else [])))
+
+
+def write_layer(lake, unit: str, result: tuple, release: str, space: str, params: str) -> str:
+    """A unit's ``clusters`` and ``cluster_quality`` rows (its layer's partitions); its line."""
+    L, res, q = result
+    lake.write("clusters", {
+        "feature": np.arange(len(res.labels), dtype=np.int32), "cluster": res.labels,
+        "probability": _nullable(res.probability), "x": _nullable(res.xy[:, 0]),
+        "y": _nullable(res.xy[:, 1])}, release=release, layer=int(L), space=space)
+    lake.write("cluster_quality", {k: [v] for k, v in {**q, "params": params}.items()},
+               release=release, layer=int(L), space=space)
+    return (f"layer {L}: {q['n_clusters']} clusters, noise {q['noise_frac'] or 0:.1%}, "
+            f"largest {q['largest_share']:.1%}"
+            + ("" if q["has_structure"] is not False else " (no structure beyond the null)"))
 
 
 def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):

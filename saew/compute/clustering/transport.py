@@ -22,6 +22,7 @@ so a failure keeps the pairs before it and a re-run does only the rest).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -206,15 +207,9 @@ def run(args, ctx) -> str:
                                "differ in width")
             yield a, b, args.solver
 
-    lines = []
-    for (l0, l1), (p, ka, kb) in progress(zip(todo, ex.map(transport_unit, jobs(), len(todo))),
-                                          total=len(todo),
-                                desc="transport"):
-        lake.write("transport", {"src_cluster": p.src, "dst_layer": np.full(len(p.src), l1, np.int32),
-                                 "dst_cluster": p.dst, "mass": p.mass, "cost": p.cost},
-                   release=release, space=args.space, solver=args.solver, src_layer=int(l0))
-        units.commit(pair_unit(l0, l1))
-        lines.append(f"{l0}->{l1}: {ka}x{kb} buckets, objective {p.objective:.4f}")
+    write = partial(write_plan, release=release, space=args.space, solver=args.solver)
+    lines = [line for _, line in progress(units.map_commit(ex, transport_unit, jobs(), write),
+                                          total=len(todo), desc="transport")]
     return (f"transport ({args.solver}, {args.space}) for release {release!r}\n"
             + "\n".join(lines + ([units.note()] if units.skipped else [])))
 
@@ -222,3 +217,14 @@ def run(args, ctx) -> str:
 def transport_unit(a: Buckets, b: Buckets, solver: str) -> tuple[Plan, int, int]:
     """One unit of ``saew transport``: the plan of one layer pair (``solve``) and its bucket counts."""
     return solve(a, b, solver), len(a.ids), len(b.ids)
+
+
+def write_plan(lake, unit: str, result: tuple, release: str, space: str, solver: str) -> str:
+    """A unit's ``transport`` rows (the partition of its source layer); its output line."""
+    from saew.compute.units import unit_layers
+
+    (p, ka, kb), (l0, l1) = result, unit_layers(unit)
+    lake.write("transport", {"src_cluster": p.src, "dst_layer": np.full(len(p.src), l1, np.int32),
+                             "dst_cluster": p.dst, "mass": p.mass, "cost": p.cost},
+               release=release, space=space, solver=solver, src_layer=int(l0))
+    return f"{l0}->{l1}: {ka}x{kb} buckets, objective {p.objective:.4f}"

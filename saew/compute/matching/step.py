@@ -26,6 +26,7 @@ soon as it is done: a failure keeps the pairs before it and a re-run does only t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -238,29 +239,37 @@ def run(args, ctx) -> str:
                 raise BadInput(f"release {release!r}: embeddings of layers {l0} and {l1} differ in width")
             yield a, b, int(l0), runs, args.space, args.solver, cfg, int(ctx.seed)
 
-    lines = []
-    for (l0, l1), results in progress(zip(todo, ex.map(match_unit, jobs(), len(todo))),
-                                      total=len(todo), desc=f"match {args.space}"):
-        nulls = []
-        for name, r in results:
-            lake.write("matches", {
-                "src_feature": r.src_feature.astype(np.int32),
-                "dst_layer": np.full(len(r.src_feature), l1, dtype=np.int32),
-                "dst_feature": r.dst_feature.astype(np.int32),
-                "cost": r.cost.astype(np.float64), "cosine": r.cosine.astype(np.float64),
-            }, release=release, space=args.space, method=name, src_layer=int(l0))
-            if null_draw_index(name) is not None:
-                nulls.append(r)
-            else:
-                lines.append(_line(l0, l1, name, r))
-        units.commit(pair_unit(l0, l1))
-        if nulls:
-            lines.append(_line(l0, l1, NULL_METHOD + (f" ({len(nulls)} draws, mean)" if len(nulls) > 1 else ""),
-                               *nulls))
+    write = partial(write_matches, release=release, space=args.space)
+    lines = [line for _, out in progress(units.map_commit(ex, match_unit, jobs(), write),
+                                         total=len(todo), desc=f"match {args.space}") for line in out]
     head = (f"matched {len(pairs)} layer pair(s) of {release!r} in {args.space} space"
             + (f" (embedder {embedder})" if embedder else "") + f": {', '.join(methods)}"
             + (f" ({draws} null draws)" if draws > 1 else ""))
     return "\n".join([head, *lines] + ([units.note()] if units.skipped else []))
+
+
+def write_matches(lake, unit: str, results: list, release: str, space: str) -> list[str]:
+    """A unit's ``matches`` rows (a partition per method and null draw); its output lines (the
+    null draws as one line: their mean)."""
+    from saew.compute.units import unit_layers
+
+    l0, l1 = unit_layers(unit)
+    lines, nulls = [], []
+    for name, r in results:
+        lake.write("matches", {
+            "src_feature": r.src_feature.astype(np.int32),
+            "dst_layer": np.full(len(r.src_feature), l1, dtype=np.int32),
+            "dst_feature": r.dst_feature.astype(np.int32),
+            "cost": r.cost.astype(np.float64), "cosine": r.cosine.astype(np.float64),
+        }, release=release, space=space, method=name, src_layer=int(l0))
+        if null_draw_index(name) is not None:
+            nulls.append(r)
+        else:
+            lines.append(_line(l0, l1, name, r))
+    if nulls:
+        lines.append(_line(l0, l1, NULL_METHOD + (f" ({len(nulls)} draws, mean)" if len(nulls) > 1 else ""),
+                           *nulls))
+    return lines
 
 
 def match_unit(a, b, l0: int, runs: list[tuple[str, int]], space: str, solver: str, cfg,
