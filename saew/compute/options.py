@@ -29,8 +29,8 @@ def add_executor_arguments(p, what: str = "units", local_workers: int | None = N
     local = "1, this process" if local_workers == 1 else "min(2, CPU count, units)"
     p.add_argument("--executor", choices=ENGINES, default="local",
                    help=f"where the {what} run: local (default: this process, or --workers "
-                        "spawned single-threaded processes) or ray (Ray Core tasks; needs "
-                        "pip install -e '.[ray]')")
+                        "spawned single-threaded processes) or ray (Ray Core tasks; on a DuckLake "
+                        "home each task commits its own unit; needs pip install -e '.[ray]')")
     p.add_argument("--ray-address", default=None,
                    help="--executor ray: join this Ray cluster (e.g. ray://host:10001 or auto; "
                         "default: start a local one)")
