@@ -40,7 +40,7 @@ class ClusterConfig:
     refine_min_cluster_size: int = 4
     refine_min_coherence: float = 0.2
     # evidence gates (gates.py)
-    null: str = "search"               # random: random same-size groups; search: also a structureless surrogate's tightest groups
+    null: str = "search"               # random: random same-size groups; search: also a structureless surrogate's tightest groups; greedy: also greedily grown ones
     null_quantile: float = 0.99        # a cluster must beat this quantile of the null (0: no cluster gate)
     member_quantile: float = 0.99      # a member must beat this quantile of random features (0: off)
     null_draws: int = 1000             # random groups per size of the null grid

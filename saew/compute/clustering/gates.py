@@ -30,7 +30,17 @@ nulls, both at quantile q, for groups of n_c distinct features of the layer:
   cluster, destroyed) and re-normalises the rows; a group is a seed row with its s - 1 nearest
   neighbours (cosine), for SEARCH_SEEDS random seeds. Sizes above SEARCH_MAX_SIZE keep the
   value at that size (the null falls with size, so this is conservative). The threshold is
-  the larger of the two nulls.
+  the larger of the random and search nulls.
+- ``greedy`` (``null="greedy"``): ``search``, and up to GREEDY_MAX_SIZE the larger of its ball
+  null and a greedy one (``greedy_quantiles``: groups grown row by row by summed cosine to the
+  members, the way a clusterer finds tight groups). Specificity first, measured: on 1,500
+  isotropic 512-D rows UMAP + HDBSCAN found a 12-member group of coherence 0.055, above the
+  ball null (0.044; the best of all 1,500 balls, 0.050) and below the greedy one (0.066), so
+  only ``greedy`` reports no cluster there; on the planted ``all`` regime (shared direction,
+  planted clusters of coherence 0.49-0.58 against balls of 0.43-0.51) it rejects 15 of the 60
+  planted clusters of 4 layers, ``search`` 3 (adjusted Rand of the found clusters at layer 0:
+  0.79, against 0.8 or more with ``search``).
+  It costs about 0.3 s per 2,304-row layer.
 
 Member gate (``member_quantile`` q_m; 0 = off). For a cluster c with n_c members and sum S_c = sum_{i in c} u_i, member i's affinity
 a_i = (u_i . S_c - 1) / (n_c - 1) (its mean cosine to the other members) must exceed t_c, the
@@ -53,13 +63,15 @@ import numpy as np
 from saew.compute.clustering.config import NOISE
 from saew.compute.clustering.quality import cluster_sums, coherence_from_sums
 
-NULLS = ("random", "search")
+NULLS = ("random", "search", "greedy")
 NULL_PERMUTATIONS = 4
 NULL_WORK = 50_000_000
 NULL_DISJOINT = 64
 MEMBER_SAMPLE = 1000
 SEARCH_SEEDS = 256
 SEARCH_MAX_SIZE = 512
+GREEDY_MAX_SIZE = 64      # greedy search null up to this size (``greedy_quantiles``)
+GREEDY_POOL = 256         # ... among each seed's nearest rows
 GRID_RATIO = 1.25
 
 
@@ -94,7 +106,12 @@ def coherence_null(u: np.ndarray, q: float, draws: int, seed: int, null: str = "
     sizes = size_grid(u.shape[0])
     rng = np.random.default_rng(seed)
     rand = random_group_quantiles(u, sizes, q, draws, rng)
-    return CoherenceNull(sizes, rand, search_quantiles(u, sizes, q, rng) if null == "search" else None)
+    if null == "random":
+        return CoherenceNull(sizes, rand, None)
+    ball = search_quantiles(u, sizes, q, rng)
+    if null == "greedy":
+        ball = np.maximum(ball, greedy_quantiles(u, sizes, q, rng))
+    return CoherenceNull(sizes, rand, ball)
 
 
 def random_group_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, draws: int,
@@ -142,6 +159,49 @@ def search_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.
         sums = np.cumsum(seg, axis=1)[:, np.searchsorted(cuts, at), :]     # [seeds, sizes, d]
         vals.append(coherence_from_sums(at.astype(np.float64), sums))
     return np.quantile(np.concatenate(vals), q, axis=0)
+
+
+def greedy_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """q-quantile of the coherence of greedily grown groups in a coordinate-permuted surrogate
+    of ``u``, at each size up to GREEDY_MAX_SIZE (-inf above: the ball null alone there).
+
+    From each of SEARCH_SEEDS seeds, the group grows one row at a time, always by the row of the
+    seed's GREEDY_POOL nearest neighbours with the largest summed cosine to the members so far
+    (greedy densest subgraph): a search for coherent groups, as a clusterer's, where the ball
+    (``search_quantiles``) only takes a seed's neighbours. Coherence from running sums:
+    sum over member pairs of cosines, so no group is ever re-summed."""
+    n = u.shape[0]
+    out = np.full(len(sizes), -np.inf)
+    top_s = int(min(GREEDY_MAX_SIZE, n, GREEDY_POOL))
+    if top_s < 2:
+        return out
+    x = rng.permuted(np.asarray(u, np.float32), axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    seeds = rng.choice(n, min(SEARCH_SEEDS, n), replace=False)
+    m = min(GREEDY_POOL, n)
+    vals = np.empty((top_s + 1, len(seeds)))
+    for b in range(0, len(seeds), 32):
+        sd = seeds[b:b + 32]
+        k = np.arange(len(sd))
+        sim = x[sd] @ x.T
+        sim[k, sd] = np.inf                                           # the seed: pool position 0
+        pool = np.argpartition(-sim, m - 1, axis=1)[:, :m]
+        pool = np.take_along_axis(pool, np.argsort(-np.take_along_axis(sim, pool, 1), axis=1), 1)
+        xs = x[pool]                                                  # [seeds, pool, d]
+        g = np.matmul(xs, xs.transpose(0, 2, 1)).astype(np.float64)  # cosines within each pool
+        member = np.zeros((len(sd), m), bool)
+        member[:, 0] = True
+        score, pairs = g[:, 0].copy(), np.zeros(len(sd))              # cos to members; pair sum
+        for size in range(2, top_s + 1):
+            j = np.argmax(np.where(member, -np.inf, score), axis=1)
+            pairs += score[k, j]
+            member[k, j] = True
+            score += g[k, j]
+            vals[size, b:b + 32] = pairs / (size * (size - 1) / 2)
+    small = sizes <= top_s
+    out[small] = np.quantile(vals[sizes[small].astype(int)], q, axis=1)
+    return out
 
 
 def member_gate(u: np.ndarray, labels: np.ndarray, q: float, seed: int) -> np.ndarray:

@@ -114,8 +114,10 @@ def add_arguments(p) -> None:
                         f"least this (default {d.refine_min_coherence})")
     p.add_argument("--null", choices=NULLS, default=d.null,
                    help="the cluster gate's null: random (random groups of the cluster's size from "
-                        "the layer) or search (also the tightest groups of that size in a "
-                        f"structureless copy of the layer) (default {d.null})")
+                        "the layer), search (also the tightest groups of that size in a "
+                        "structureless copy of the layer) or greedy (also groups grown greedily "
+                        "there: no false cluster on isotropic rows, less power on weak clusters) "
+                        f"(default {d.null})")
     p.add_argument("--null-quantile", type=float, default=d.null_quantile,
                    help="keep a cluster when its coherence beats this quantile of the null for "
                         f"its size (0 = no cluster gate) (default {d.null_quantile})")
