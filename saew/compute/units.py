@@ -60,7 +60,7 @@ class Units:
         """(unit, ``write``'s summary) for each unit of ``names`` (default ``todo``) and its job,
         in order, each unit committed before it is yielded (see the module docstring)."""
         names = self.todo if names is None else names
-        if ex.commits_in_task(self.lake):
+        if ex.commits_in_task(self.lake) and getattr(self.lake, "_run_id", None) is not None:
             run = self.lake._run
             task_jobs = ((fn, write, str(self.lake.home), self.lake._run_id, run.command if run else "write",
                           name, tuple(job)) for name, job in zip(names, jobs))
