@@ -30,7 +30,7 @@ class Reader:
         return name in self.names
 
     def cols(self, sql: str, params: dict | None = None) -> dict[str, np.ndarray]:
-        raw = self.con.sql(sql, params=params or None).fetchnumpy()
+        raw = self.con.execute(sql, params or None).fetchnumpy()
         out: dict[str, np.ndarray] = {}
         for k, v in raw.items():
             if isinstance(v, np.ma.MaskedArray):
@@ -44,8 +44,8 @@ class Reader:
         return out
 
     def rows(self, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-        rel = self.con.sql(sql, params=params or None)
-        return list(rel.columns), rel.fetchall()
+        cur = self.con.execute(sql, params or None)   # execute, not sql(): see storage.lake.query
+        return [d[0] for d in cur.description], cur.fetchall()
 
     def dicts(self, sql: str, params: dict | None = None) -> list[dict]:
         cols, rows = self.rows(sql, params)

@@ -156,8 +156,8 @@ def delete_rows(lake, t: TableSpec, where: str, params: list | None) -> int:
             n = con.execute(f"SELECT count(*) FROM ({src}) WHERE {where}", params or None).fetchone()[0]
             if not n:
                 continue
-            keep = con.sql(f"SELECT * FROM ({src}) WHERE NOT coalesce(({where}), false)",
-                           params=params or None).to_arrow_table()
+            keep = con.execute(f"SELECT * FROM ({src}) WHERE NOT coalesce(({where}), false)",
+                           params or None).to_arrow_table()
             if keep.num_rows:
                 lake.write(t.name, keep, **parse_key(t, key))
                 lake._rewrites.add(lake._unit.ops[-1][2])

@@ -317,8 +317,8 @@ class Lake:
             dropped = 0
             for fname, n in hit:
                 key = by_file[fname]
-                keep = con.sql(f"SELECT * EXCLUDE (filename) FROM ({self._scan(t, [fname], filename=True)}) "
-                               f"WHERE NOT coalesce(({where}), false)", params=params or None).to_arrow_table()
+                keep = con.execute(f"SELECT * EXCLUDE (filename) FROM ({self._scan(t, [fname], filename=True)}) "
+                               f"WHERE NOT coalesce(({where}), false)", params or None).to_arrow_table()
                 if keep.num_rows:
                     self.write(table, keep, **_parse_key(t, key))
                     self._rewrites.add(self._unit.ops[-1][2])
@@ -358,10 +358,8 @@ class Lake:
 
     def scan_sql(self, table: str, manifest: Manifest | None = None) -> str:
         """A SQL expression selecting the table with its contract columns, in order, from the
-        explicit data files of one manifest (the current one by default).
-
-        An empty table becomes a typed zero-row SELECT, so views and dbt sources always exist.
-        """
+        explicit data files of one manifest (the current one by default). An empty table becomes
+        a typed zero-row SELECT, so views and dbt sources always exist."""
         t = spec(table)
         m = manifest or self.manifest()
         files = m.table_files(table)
@@ -388,7 +386,8 @@ class Lake:
         """Run one SQL statement over views of the lake tables it names; an Arrow table."""
         con = self.connect([n for n in TABLES if re.search(rf"\b{n}\b", sql)])
         try:
-            return con.sql(sql, params=params or None).to_arrow_table()
+            # execute: duckdb 1.5.5's sql(params=) prunes no partition (2.0 vs 0.05 s a query)
+            return con.execute(sql, params or None).to_arrow_table()
         finally:
             con.close()
 

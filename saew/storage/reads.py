@@ -114,10 +114,10 @@ def load_activity(lake: Lake, release: str, layer: int,
     rng = "".join([" AND token_id >= ?" if lo is not None else "", " AND token_id < ?" if hi is not None else ""])
     con = lake.connect()
     try:
-        cols = con.sql(
+        cols = con.execute(
             "SELECT token_id, feature, value FROM activations "
             f"WHERE release = ? AND layer = ? AND value > 0{rng}",
-            params=[release, int(layer), *(int(b) for b in tokens if b is not None)]).fetchnumpy()
+            [release, int(layer), *(int(b) for b in tokens if b is not None)]).fetchnumpy()
     finally:
         con.close()
     tok = np.ascontiguousarray(cols["token_id"], dtype=np.int64)

@@ -94,11 +94,11 @@ def layer_graph(lake, release: str, layer: int, threshold: float, min_count: int
     width = sae_width(lake, release, layer)
     con = lake.connect()
     try:
-        nf = con.sql("SELECT feature, count(*)::BIGINT AS n FROM activations WHERE release = ? "
+        nf = con.execute("SELECT feature, count(*)::BIGINT AS n FROM activations WHERE release = ? "
                      "AND layer = ? AND value > 0 GROUP BY feature",
-                     params=[release, int(layer)]).fetchnumpy()
-        pairs = con.sql("SELECT feature_a, feature_b, n_ab FROM coactivations WHERE release = ? "
-                        "AND layer = ?", params=[release, int(layer)]).fetchnumpy()
+                     [release, int(layer)]).fetchnumpy()
+        pairs = con.execute("SELECT feature_a, feature_b, n_ab FROM coactivations WHERE release = ? "
+                        "AND layer = ?", [release, int(layer)]).fetchnumpy()
     finally:
         con.close()
     n_f = np.zeros(width, np.int64)

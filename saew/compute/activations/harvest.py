@@ -113,9 +113,9 @@ def _lake_lookup(lake, release: str, layer: int):
         con = lake.connect(["activations"])
         try:
             con.register("want", want)
-            got = con.sql("SELECT w.i, a.value FROM want w JOIN activations a ON a.token_id = w.token_id "
+            got = con.execute("SELECT w.i, a.value FROM want w JOIN activations a ON a.token_id = w.token_id "
                           "AND a.feature = w.feature WHERE a.release = ? AND a.layer = ?",
-                          params=[release, int(layer)]).fetchnumpy()
+                          [release, int(layer)]).fetchnumpy()
         finally:
             con.close()
         out[np.asarray(got["i"], np.int64)] = np.asarray(got["value"], np.float32)

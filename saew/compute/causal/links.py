@@ -138,14 +138,14 @@ def sample_jobs(lake, release: str, links: list[str], n: int, seed: int,
         con = lake.connect(["matches", "activations"])
         try:
             con.register("wanted", pa.table({"space": [p[0] for p in pairs], "method": [p[1] for p in pairs]}))
-            t = con.sql(f"""
+            t = con.execute(f"""
                 SELECT m.src_layer, m.dst_layer, m.src_feature, m.dst_feature,
                        'match/' || m.space || '/' || m.method AS link, a.feature IS NOT NULL AS live
                 FROM matches m
                 JOIN wanted w ON w.space = m.space AND w.method = m.method
                 LEFT JOIN ({_live_sql()}) a ON a.layer = m.src_layer AND a.feature = m.src_feature
                 WHERE m.release = ?
-                ORDER BY m.src_layer, m.src_feature, link""", params=[release, release]).to_arrow_table()
+                ORDER BY m.src_layer, m.src_feature, link""", [release, release]).to_arrow_table()
         finally:
             con.close()
         _add_sampled(jobs, t, release, release, n, seed, dst_layers, "match", by_source=True)
@@ -201,7 +201,7 @@ def window_texts(lake, job: Job, per_link: int, window: int) -> tuple[np.ndarray
     try:
         con.register("probes", pa.table({"feature": job.probes.astype(np.int32),
                                          "probe": np.arange(len(job.probes), dtype=np.int64)}))
-        t = con.sql("""
+        t = con.execute("""
             WITH top AS (
                 SELECT p.probe, a.token_id, a.value
                 FROM activations a JOIN probes p ON p.feature = a.feature
@@ -216,7 +216,7 @@ def window_texts(lake, job: Job, per_link: int, window: int) -> tuple[np.ndarray
               ON w.release = ? AND w.doc = c.doc AND w.pos BETWEEN c.pos - ? AND c.pos
             GROUP BY c.probe, c.token_id
             ORDER BY c.probe, c.token_id""",
-            params=[job.src_release, job.src_layer, int(per_link), job.src_release, job.src_release,
+            [job.src_release, job.src_layer, int(per_link), job.src_release, job.src_release,
                     int(window) - 1]).to_arrow_table()
     finally:
         con.close()

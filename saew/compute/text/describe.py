@@ -108,12 +108,12 @@ def describe(lake, release: str, top: int = 5) -> str:
     layers = require_release(lake, release)
     con = lake.connect()
     try:
-        have = {r[0]: r[1] for r in con.sql(
+        have = {r[0]: r[1] for r in con.execute(
             "SELECT layer, count(*) FROM activations WHERE release = ? GROUP BY layer",
-            params=[release]).fetchall()}
+            [release]).fetchall()}
         if not have:
             raise BadInput(f"--release {release!r}: no activations; run saew harvest first")
-        n_tok = con.sql("SELECT count(*) FROM tokens WHERE release = ?", params=[release]).fetchall()[0][0]
+        n_tok = con.execute("SELECT count(*) FROM tokens WHERE release = ?", [release]).fetchall()[0][0]
         if not n_tok:
             raise BadInput(f"--release {release!r}: activations exist but no tokens (ingested "
                            f"activations carry no text); run saew harvest to describe features")
@@ -121,11 +121,11 @@ def describe(lake, release: str, top: int = 5) -> str:
         for L in layers:
             if L not in have:
                 continue
-            new = con.sql(DESCRIBE_SQL, params={"release": release, "layer": int(L), "top": int(top)}
+            new = con.execute(DESCRIBE_SQL, {"release": release, "layer": int(L), "top": int(top)}
                           ).to_arrow_table()
-            kept = con.sql("SELECT feature, description, explainer, source FROM descriptions "
+            kept = con.execute("SELECT feature, description, explainer, source FROM descriptions "
                            "WHERE release = ? AND layer = ? AND source IS DISTINCT FROM ?",
-                           params=[release, int(L), SOURCE]).to_arrow_table()
+                           [release, int(L), SOURCE]).to_arrow_table()
             n = new.num_rows
             new = new.append_column("explainer", pa.array([EXPLAINER] * n, pa.string())) \
                      .append_column("source", pa.array([SOURCE] * n, pa.string()))

@@ -58,20 +58,20 @@ def read_layer(r: Reader, release: str, layer: int) -> Layer:
     for model, (columns, order) in DETAILS.items():
         grouped: dict[int, list[tuple]] = defaultdict(list)
         if r.has(model):
-            for row in r.con.sql(f"SELECT feature, {columns} FROM {model} WHERE release = $r AND layer = $l "
+            for row in r.con.execute(f"SELECT feature, {columns} FROM {model} WHERE release = $r AND layer = $l "
                                  f"ORDER BY feature, {order}",
-                                 params=params).fetchall():
+                                 params).fetchall():
                 grouped[row[0]].append(row[1:])
         out.details[model] = grouped
     if r.has(HISTOGRAM):
-        out.histograms = {f: (b, n) for f, b, n in r.con.sql(
+        out.histograms = {f: (b, n) for f, b, n in r.con.execute(
             f"SELECT feature, list(bin ORDER BY bin), list(n ORDER BY bin) FROM {HISTOGRAM} "
-            "WHERE release = $r AND layer = $l GROUP BY feature", params=params).fetchall()}
+            "WHERE release = $r AND layer = $l GROUP BY feature", params).fetchall()}
     return out
 
 
 def search_rows(r: Reader, release: str) -> list[tuple]:
     """(layer, feature, description) of every feature, for the index's search data (and the
     pages' script, which shows linked features' descriptions from it)."""
-    return r.con.sql(f"SELECT layer, feature, coalesce(description, '') FROM {PAGES} WHERE release = $r "
-                     "ORDER BY layer, feature", params={"r": release}).fetchall()
+    return r.con.execute(f"SELECT layer, feature, coalesce(description, '') FROM {PAGES} WHERE release = $r "
+                     "ORDER BY layer, feature", {"r": release}).fetchall()
