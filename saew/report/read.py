@@ -44,7 +44,7 @@ class Reader:
         return out
 
     def rows(self, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-        cur = self.con.execute(sql, params or None)   # execute, not sql(): see storage.lake.query
+        cur = self.con.execute(sql, params or None)   # execute, not sql(params=): partitions prune
         return [d[0] for d in cur.description], cur.fetchall()
 
     def dicts(self, sql: str, params: dict | None = None) -> list[dict]:
