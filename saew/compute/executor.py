@@ -9,11 +9,12 @@ bounded); a job's exception is raised at its turn, after every earlier result wa
 * ``local`` (``--executor local``, the default): ``workers <= 1`` runs every job in this
   process; more workers are spawned processes (never forked: torch and numba thread pools do
   not survive a fork), each running one thread (``_init_worker``).
-* ``ray`` (``--executor ray``): each job is a Ray Core task (on a DuckLake home, a task of a
-  step using ``Units.map_commit`` commits its unit's rows itself: ``commits_in_task``) declaring ``num_cpus=1`` and
+* ``ray`` (``--executor ray``): each job is a Ray Core task declaring ``num_cpus=1`` and
   ``num_gpus=1`` when the step's device is a CUDA GPU, on the cluster at ``--ray-address``
   or on a local one (``ray.init(num_cpus=<CPU count>, include_dashboard=False)``) started on
   first use and shut down when the process exits (so ``saew demo`` pays its start-up once).
+  On a DuckLake home, a task of a step using ``Units.map_commit`` commits its unit's rows
+  itself (``commits_in_task``).
   A task's own exception is re-raised as itself (a ``BadInput`` stays one line). Ray is an
   optional extra: without it ``--executor ray`` is a one-line ``BadInput``.
 

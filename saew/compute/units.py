@@ -55,11 +55,11 @@ class Units:
         if fn is not None and getattr(self.lake, "_staging", None) is not None:
             fn(unit)
 
-    def map_commit(self, ex, fn: Callable, jobs: Iterable[tuple], write: Callable,
-                   names: list[str] | None = None) -> Iterator[tuple[str, Any]]:
-        """(unit, ``write``'s summary) for each unit of ``names`` (default ``todo``) and its job,
-        in order, each unit committed before it is yielded (see the module docstring)."""
-        names = self.todo if names is None else names
+    def map_commit(self, ex, fn: Callable, jobs: Iterable[tuple], write: Callable
+                   ) -> Iterator[tuple[str, Any]]:
+        """(unit, ``write``'s summary) for each unit of ``todo`` and its job, in order, each unit
+        committed before it is yielded (see the module docstring)."""
+        names = self.todo
         if ex.commits_in_task(self.lake) and getattr(self.lake, "_run_id", None) is not None:
             run = self.lake._run
             task_jobs = ((fn, write, str(self.lake.home), self.lake._run_id, run.command if run else "write",

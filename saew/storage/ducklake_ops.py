@@ -157,7 +157,7 @@ def delete_rows(lake, t: TableSpec, where: str, params: list | None) -> int:
             if not n:
                 continue
             keep = con.execute(f"SELECT * FROM ({src}) WHERE NOT coalesce(({where}), false)",
-                           params or None).to_arrow_table()
+                               params or None).to_arrow_table()
             if keep.num_rows:
                 lake.write(t.name, keep, **parse_key(t, key))
                 lake._rewrites.add(lake._unit.ops[-1][2])

@@ -318,7 +318,7 @@ class Lake:
             for fname, n in hit:
                 key = by_file[fname]
                 keep = con.execute(f"SELECT * EXCLUDE (filename) FROM ({self._scan(t, [fname], filename=True)}) "
-                               f"WHERE NOT coalesce(({where}), false)", params or None).to_arrow_table()
+                                   f"WHERE NOT coalesce(({where}), false)", params or None).to_arrow_table()
                 if keep.num_rows:
                     self.write(table, keep, **_parse_key(t, key))
                     self._rewrites.add(self._unit.ops[-1][2])

@@ -95,10 +95,10 @@ def layer_graph(lake, release: str, layer: int, threshold: float, min_count: int
     con = lake.connect()
     try:
         nf = con.execute("SELECT feature, count(*)::BIGINT AS n FROM activations WHERE release = ? "
-                     "AND layer = ? AND value > 0 GROUP BY feature",
-                     [release, int(layer)]).fetchnumpy()
+                         "AND layer = ? AND value > 0 GROUP BY feature",
+                         [release, int(layer)]).fetchnumpy()
         pairs = con.execute("SELECT feature_a, feature_b, n_ab FROM coactivations WHERE release = ? "
-                        "AND layer = ?", [release, int(layer)]).fetchnumpy()
+                            "AND layer = ?", [release, int(layer)]).fetchnumpy()
     finally:
         con.close()
     n_f = np.zeros(width, np.int64)

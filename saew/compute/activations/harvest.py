@@ -114,8 +114,8 @@ def _lake_lookup(lake, release: str, layer: int):
         try:
             con.register("want", want)
             got = con.execute("SELECT w.i, a.value FROM want w JOIN activations a ON a.token_id = w.token_id "
-                          "AND a.feature = w.feature WHERE a.release = ? AND a.layer = ?",
-                          [release, int(layer)]).fetchnumpy()
+                              "AND a.feature = w.feature WHERE a.release = ? AND a.layer = ?",
+                              [release, int(layer)]).fetchnumpy()
         finally:
             con.close()
         out[np.asarray(got["i"], np.int64)] = np.asarray(got["value"], np.float32)

@@ -217,7 +217,7 @@ def window_texts(lake, job: Job, per_link: int, window: int) -> tuple[np.ndarray
             GROUP BY c.probe, c.token_id
             ORDER BY c.probe, c.token_id""",
             [job.src_release, job.src_layer, int(per_link), job.src_release, job.src_release,
-                    int(window) - 1]).to_arrow_table()
+             int(window) - 1]).to_arrow_table()
     finally:
         con.close()
     if t.num_rows == 0:

@@ -187,14 +187,12 @@ def run(args, ctx) -> str:
     lines = []
     ex = executor_from_args(args, "cpu")
     if cfg.parallel:   # one multi-threaded UMAP at a time, in this process
-        ex = None
-    units = Units(ctx, [layer_unit(L) for L in todo])
-    todo = [L for L in todo if layer_unit(L) in units.todo]
-    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg) for L in todo)
-    if ex is None:
         from saew.compute.executor import Executor, ExecutorConfig
 
         ex = Executor(ExecutorConfig(workers=1))
+    units = Units(ctx, [layer_unit(L) for L in todo])
+    todo = [L for L in todo if layer_unit(L) in units.todo]
+    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg) for L in todo)
     write = partial(write_layer, release=release, space=args.space, params=params)
     lines += [line for _, line in progress(units.map_commit(ex, _cluster_job, jobs, write),
                                            total=len(todo), desc=f"cluster {args.space}")]
@@ -220,17 +218,6 @@ def write_layer(lake, unit: str, result: tuple, release: str, space: str, params
 def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):
     res = cluster_layer(vec, has, cfg)
     return L, res, quality(vec, res, cfg)
-
-
-def cluster_layers(jobs, cfg: ClusterConfig, ex=None, n_jobs: int = 1):
-    """Yield (layer, LayerClusters, quality) for each (layer, vectors, has_vector) of ``jobs``,
-    in order, through the executor ``ex`` (``compute.executor``; None: in this process): a
-    seeded UMAP is single-threaded, so the layers in flight at once are where the cores help,
-    and the results are identical to the serial ones."""
-    from saew.compute.executor import Executor, ExecutorConfig
-
-    ex = ex if ex is not None else Executor(ExecutorConfig(workers=1))
-    return ex.map(_cluster_job, ((L, vec, has, cfg) for L, vec, has in jobs), n_jobs)
 
 
 def _nullable(a: np.ndarray):

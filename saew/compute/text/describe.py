@@ -122,10 +122,10 @@ def describe(lake, release: str, top: int = 5) -> str:
             if L not in have:
                 continue
             new = con.execute(DESCRIBE_SQL, {"release": release, "layer": int(L), "top": int(top)}
-                          ).to_arrow_table()
+                              ).to_arrow_table()
             kept = con.execute("SELECT feature, description, explainer, source FROM descriptions "
-                           "WHERE release = ? AND layer = ? AND source IS DISTINCT FROM ?",
-                           [release, int(L), SOURCE]).to_arrow_table()
+                               "WHERE release = ? AND layer = ? AND source IS DISTINCT FROM ?",
+                               [release, int(L), SOURCE]).to_arrow_table()
             n = new.num_rows
             new = new.append_column("explainer", pa.array([EXPLAINER] * n, pa.string())) \
                      .append_column("source", pa.array([SOURCE] * n, pa.string()))

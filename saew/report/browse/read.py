@@ -59,8 +59,8 @@ def read_layer(r: Reader, release: str, layer: int) -> Layer:
         grouped: dict[int, list[tuple]] = defaultdict(list)
         if r.has(model):
             for row in r.con.execute(f"SELECT feature, {columns} FROM {model} WHERE release = $r AND layer = $l "
-                                 f"ORDER BY feature, {order}",
-                                 params).fetchall():
+                                     f"ORDER BY feature, {order}",
+                                     params).fetchall():
                 grouped[row[0]].append(row[1:])
         out.details[model] = grouped
     if r.has(HISTOGRAM):
@@ -74,4 +74,4 @@ def search_rows(r: Reader, release: str) -> list[tuple]:
     """(layer, feature, description) of every feature, for the index's search data (and the
     pages' script, which shows linked features' descriptions from it)."""
     return r.con.execute(f"SELECT layer, feature, coalesce(description, '') FROM {PAGES} WHERE release = $r "
-                     "ORDER BY layer, feature", {"r": release}).fetchall()
+                         "ORDER BY layer, feature", {"r": release}).fetchall()
