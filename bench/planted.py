@@ -1,7 +1,7 @@
 """Benchmark: clusters found vs clusters planted, per regime (issue 14, item 6).
 
     .venv/bin/python bench/planted.py [--regimes all,shared,...] [--configs before hdbscan leiden ...]
-        [--layers 4] [--d-sae 768] [--seed 0] [--set key=value ...]
+        [--layers 4] [--d-sae 768] [--d-in 384] [--seed 0] [--set key=value ...]
 
 Releases from ``tests/factories_planted.py`` (one per regime: weak separation with a shared
 direction, a compact outlier group, varied sizes, background rows, all together; known events
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["before", "hdbscan", "leiden"])
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--d-sae", type=int, default=768)
+    ap.add_argument("--d-in", type=int, default=384)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
@@ -100,10 +101,11 @@ def main() -> None:
         base = parse_config(f"x:{item}", base)[1]
     before = load_before() if "before" in a.configs else None
     configs = [("before", None) if s == "before" else parse_config(s, base) for s in a.configs]
-    print(f"ARI (clusters found) per layer vs planted; {a.layers} layers x {a.d_sae} features, seed {a.seed}")
+    print(f"ARI (clusters found) per layer vs planted; {a.layers} layers x {a.d_sae} features "
+          f"in {a.d_in}-D, seed {a.seed}")
     summary = {}
     for regime in a.regimes.split(","):
-        p = planted_release(regime, n_layers=a.layers, d_sae=a.d_sae, seed=a.seed)
+        p = planted_release(regime, n_layers=a.layers, d_sae=a.d_sae, d_in=a.d_in, seed=a.seed)
         k = [int(p.labels[L].max()) + 1 for L in p.layers]
         print(f"\n{regime} (planted clusters per layer: {' '.join(map(str, k))})")
         for name, cfg in configs:

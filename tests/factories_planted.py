@@ -143,9 +143,12 @@ def _vectors(r: Regime, lab: np.ndarray, outlier: int | None, d_in: int,
 
 
 def planted_release(regime: str | Regime = "all", n_layers: int = 4, d_sae: int = 768,
-                    d_in: int = 96, seed: int = 0) -> Planted:
+                    d_in: int = 384, seed: int = 0) -> Planted:
     """A planted release: labels, decoder rows and permutations for ``n_layers`` layers
-    (``regime``: a name of REGIMES or a Regime)."""
+    (``regime``: a name of REGIMES or a Regime). ``d_in`` 384 is the dimension of the sentence
+    embeddings the weak-separation regimes model (all-MiniLM-L6-v2); in 96-D the smallest
+    clusters of ``all`` are no more coherent than what a search finds by chance
+    (``saew.compute.clustering.gates``, ``greedy``)."""
     r = REGIMES[regime] if isinstance(regime, str) else regime
     rng = np.random.default_rng(seed)
     labels = {0: _first_labels(r, d_sae, rng)}

@@ -114,9 +114,10 @@ def add_arguments(p) -> None:
                         f"least this (default {d.refine_min_coherence})")
     p.add_argument("--null", choices=NULLS, default=d.null,
                    help="the cluster gate's null: random (random groups of the cluster's size from "
-                        "the layer), search (also the tightest groups of that size in a "
-                        "structureless copy of the layer) or greedy (also groups grown greedily "
-                        "there: no false cluster on isotropic rows, less power on weak clusters) "
+                        "the layer), search (also the tightest kNN balls of that size in a "
+                        "coordinate-shuffled copy of the layer) or greedy (also the best group "
+                        "grown greedily there, up to 32 members: no chance cluster on isotropic "
+                        "rows; search finds some there, in few dimensions many) "
                         f"(default {d.null})")
     p.add_argument("--null-quantile", type=float, default=d.null_quantile,
                    help="keep a cluster when its coherence beats this quantile of the null for "

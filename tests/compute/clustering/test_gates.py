@@ -139,21 +139,24 @@ def test_layer_quality_by_hand():
 
 
 def test_greedy_null_against_a_loop():
-    """greedy_quantiles grows each seed's group one row at a time (the pool row with the largest
-    summed cosine to the members): checked against that loop written plainly."""
+    """greedy_quantiles grows each seed's group one row at a time (among the seed and its
+    GREEDY_POOL - 1 nearest rows, the one with the largest summed cosine to the members):
+    checked against that loop written plainly."""
     from saew.compute.clustering import gates
 
     u = _layer(n=120)
     sizes = np.array([2, 3, 5, 8, 200])
     got = gates.greedy_quantiles(u, sizes, 0.5, np.random.default_rng(4))
+    best = gates.greedy_quantiles(u, sizes, 1.0, np.random.default_rng(4))
     rng = np.random.default_rng(4)
     x = rng.permuted(np.asarray(u, np.float32), axis=0)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    seeds = rng.choice(120, 120, replace=False)
+    seeds = rng.choice(120, 120, replace=False)         # every row a seed (n < GREEDY_SEEDS)
     x = x.astype(np.float64)
     vals = []
     for i in seeds:
-        group, rest = [i], [j for j in range(120) if j != i]   # pool = every row (n < GREEDY_POOL)
+        near = [int(j) for j in np.argsort(-(x @ x[i])) if j != i][:gates.GREEDY_POOL - 1]
+        group, rest = [int(i)], near
         coh = {}
         while len(group) < 8:
             j = max(rest, key=lambda r: sum(x[r] @ x[g] for g in group))
@@ -162,12 +165,14 @@ def test_greedy_null_against_a_loop():
             coh[len(group)] = _pairwise_mean(x[group])
         vals.append([coh[s] for s in sizes[:4]])
     assert np.allclose(got[:4], np.quantile(np.array(vals), 0.5, axis=0), atol=1e-5)
-    assert got[4] == -np.inf   # above GREEDY_MAX_SIZE: the ball null alone
+    assert np.allclose(best[:4], np.max(np.array(vals), axis=0), atol=1e-5)
+    assert got[4] == -np.inf   # above GREEDY_POOL: the ball null alone
 
 
 def test_greedy_null_finds_no_cluster_in_isotropic_rows(saew, lake):
-    """--null greedy: the layer of test_cli_structureless_layer (1,500 isotropic 512-D rows), where
-    UMAP + HDBSCAN's tightest group beats the kNN-ball null on some CPUs, shows no cluster."""
+    """--null greedy (the default, named): the layer of test_cli_structureless_layer (1,500
+    isotropic 512-D rows), where UMAP + HDBSCAN's tightest group beats the kNN-ball null
+    (--null search) on some CPUs, shows no cluster."""
     from tests.factories import make_sae, put_sae
 
     put_sae(lake, "r", 0, make_sae(d_in=512, d_sae=1500, seed=3))
