@@ -32,12 +32,17 @@ features of the layer:
   neighbours (cosine), for SEARCH_SEEDS random seeds. Sizes above SEARCH_MAX_SIZE keep the
   value at that size (the null falls with size, so this is conservative). The threshold is
   the larger of the random and search nulls.
-- ``greedy`` (``null="greedy"``, the default): ``search``, and up to GREEDY_POOL members the
-  larger of its ball null and the best greedily grown group (``greedy_quantiles``: in the
-  same surrogate, from every row as a seed up to GREEDY_SEEDS, a group grown row by row among
-  the seed's GREEDY_POOL nearest rows by summed cosine to the members, the way a clusterer
-  grows a tight group in a neighbourhood; the null is the best such group, not a quantile: a
-  clusterer reports the best groups of the whole layer). Chosen for specificity, measured
+- ``greedy`` (``null="greedy"``, the default): ``search``, and up to GREEDY_POOL_LARGE members
+  the larger of its ball null and the best greedily grown group (``greedy_quantiles``: in the
+  same surrogate, a group grown row by row among a seed's nearest rows by summed cosine to
+  the members, the way a clusterer grows a tight group in a neighbourhood; the null is the
+  best such group, not a quantile: a clusterer reports the best groups of the whole layer).
+  Sizes up to GREEDY_POOL: pools of GREEDY_POOL rows from every row as a seed (up to
+  GREEDY_SEEDS); larger sizes: pools of GREEDY_POOL_LARGE rows from GREEDY_SEEDS_LARGE seeds
+  (Leiden's chance communities in isotropic rows have 29-78 members: with the small pool
+  alone 1-7 passed at six shapes, with both 0 at four and 1 at 64 x 512 and 32 x 256; a
+  large pool for the small sizes too costs planted power, as ``search`` -> pool 256 did in
+  96-D). Chosen for specificity, measured
   with UMAP + HDBSCAN + refinement on isotropic Gaussian decoder rows (clusters reported,
   ``search`` -> ``greedy``): 64-D x 2,304 rows 23 -> 1, 128 x 1,500 9 -> 0, 256 x 2,048
   3 -> 0, 128 x 1,024 8 -> 0, 64 x 512 4 -> 0, 32 x 256 2 -> 0, 512 x 1,500 (three seeds)
@@ -49,7 +54,7 @@ features of the layer:
   0.35) are no more coherent than groups a local search finds in the surrogate, and this null
   rejects several (adjusted Rand 0.69-0.87 per layer, against 0.82-0.90): there a cluster
   of that size cannot be told from chance by its coherence.
-  It costs about 0.2 s per 2,304 x 576 layer (3.1 s at 32,768 x 768).
+  It costs about 0.35 s per 2,304 x 576 layer (about 5 s at 32,768 x 768).
 
 Member gate (``member_quantile`` q_m; 0 = off). For a cluster c with n_c members and sum S_c = sum_{i in c} u_i, member i's affinity
 a_i = (u_i . S_c - 1) / (n_c - 1) (its mean cosine to the other members) must exceed t_c, the
@@ -81,6 +86,8 @@ SEARCH_SEEDS = 256
 SEARCH_MAX_SIZE = 512
 GREEDY_POOL = 32          # greedy groups grow among each seed's nearest rows, up to this size
 GREEDY_SEEDS = 2048       # ... from every row as a seed, up to this many
+GREEDY_POOL_LARGE = 256   # sizes GREEDY_POOL + 1 .. this: groups grown among 256 nearest rows
+GREEDY_SEEDS_LARGE = 128  # ... from this many seeds (512: the same null within 2%, 8x the time)
 GRID_RATIO = 1.25
 
 
@@ -119,7 +126,9 @@ def coherence_null(u: np.ndarray, q: float, draws: int, seed: int, null: str = "
         return CoherenceNull(sizes, rand, None)
     ball = search_quantiles(u, sizes, q, rng)
     if null == "greedy":
-        ball = np.maximum(ball, greedy_quantiles(u, sizes, 1.0, rng))   # the best group
+        small = greedy_quantiles(u, sizes, 1.0, rng)                   # the best groups
+        large = greedy_quantiles(u, sizes, 1.0, rng, GREEDY_POOL_LARGE, GREEDY_SEEDS_LARGE)
+        ball = np.maximum(ball, np.where(sizes <= GREEDY_POOL, small, large))
     return CoherenceNull(sizes, rand, ball)
 
 
@@ -170,26 +179,26 @@ def search_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.
     return np.quantile(np.concatenate(vals), q, axis=0)
 
 
-def greedy_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.Generator
-                     ) -> np.ndarray:
+def greedy_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.Generator,
+                     pool: int = GREEDY_POOL, n_seeds: int = GREEDY_SEEDS) -> np.ndarray:
     """q-quantile (1: the maximum) of the coherence of greedily grown groups in a
-    coordinate-permuted surrogate of ``u``, at each size up to GREEDY_POOL (-inf above: the
+    coordinate-permuted surrogate of ``u``, at each size up to ``pool`` (-inf above: the
     ball null alone there).
 
-    From each of min(n, GREEDY_SEEDS) seeds, the group grows one row at a time, always by the
-    row of the seed's GREEDY_POOL nearest neighbours (the seed first) with the largest summed
+    From each of min(n, ``n_seeds``) seeds, the group grows one row at a time, always by the
+    row of the seed's ``pool`` nearest neighbours (the seed first) with the largest summed
     cosine to the members so far (greedy densest subgraph): a search for coherent groups, as a
     clusterer's, where the ball (``search_quantiles``) only takes a seed's neighbours.
     Coherence from running sums: sum over member pairs of cosines, so no group is ever
     re-summed."""
     n = u.shape[0]
     out = np.full(len(sizes), -np.inf)
-    top_s = int(min(n, GREEDY_POOL))
+    top_s = int(min(n, pool))
     if top_s < 2:
         return out
     x = rng.permuted(np.asarray(u, np.float32), axis=0)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-    seeds = rng.choice(n, min(GREEDY_SEEDS, n), replace=False)
+    seeds = rng.choice(n, min(n_seeds, n), replace=False)
     vals = np.empty((top_s + 1, len(seeds)))
     for b in range(0, len(seeds), 128):
         sd = seeds[b:b + 128]
@@ -268,7 +277,8 @@ def gate(u: np.ndarray, labels: np.ndarray, null: CoherenceNull | None, member_q
     a real cluster that has pulled in background rows is judged on its members (planted
     ``all`` regime: ARI 0.92 vs 0.81 testing first); its cost is that pruning raises the
     coherence of groups found in noise too (2,304 isotropic 64-D vectors: 30 clusters pass vs
-    12; 1,500 in 512-D: none either way with hdbscan, 9 vs 0 Leiden communities).
+    12; 1,500 in 512-D: none either way with hdbscan, 9 vs 0 Leiden communities, with the
+    ``search`` null; with ``greedy``, 0 Leiden communities in this order).
     """
     if member_quantile > 0:
         labels = member_gate(u, labels, member_quantile, seed)
