@@ -6,8 +6,9 @@ clusters in six regimes) and on the smollm2 demo's 30 layers in both spaces
 (``bench/cluster.py --home``: clusters, largest share, has_structure, silhouette vs its null):
 hdbscan was at least as good as leiden in every planted regime (0.87 vs 0.57 mean ARI in
 ``all`` in 96-D; 0.97 vs 0.85 in 384-D) and found 151-225 text clusters per layer where
-leiden kept 6-13; the 0.5 cap removed the root-split collapse (text layers 9, 24, 25; decoder layers holding 74-99% in one cluster)
-and the gates the background rows and the spurious clusters.
+leiden kept 6-13; the 0.5 cap removed the root-split collapse (text layers 9, 24, 25;
+decoder layers holding 74-99% in one cluster) and the gates the background rows and the
+spurious clusters.
 """
 from __future__ import annotations
 
