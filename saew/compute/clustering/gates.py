@@ -206,9 +206,9 @@ def greedy_quantiles(u: np.ndarray, sizes: np.ndarray, q: float, rng: np.random.
         k = np.arange(len(sd))
         sim = x[sd] @ x.T
         sim[k, sd] = np.inf                                           # the seed: pool position 0
-        pool = np.argpartition(-sim, top_s - 1, axis=1)[:, :top_s]
-        pool = np.take_along_axis(pool, np.argsort(-np.take_along_axis(sim, pool, 1), axis=1), 1)
-        xs = x[pool]                                                  # [seeds, pool, d]
+        near = np.argpartition(-sim, top_s - 1, axis=1)[:, :top_s]
+        near = np.take_along_axis(near, np.argsort(-np.take_along_axis(sim, near, 1), axis=1), 1)
+        xs = x[near]                                                  # [seeds, pool, d]
         g = np.matmul(xs, xs.transpose(0, 2, 1)).astype(np.float64)  # cosines within each pool
         member = np.zeros((len(sd), top_s), bool)
         member[:, 0] = True

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from saew.compute.clustering.config import ALGORITHMS, ClusterConfig
-from saew.compute.clustering.gates import NULLS
+from saew.compute.clustering.gates import GREEDY_POOL_LARGE, NULLS
 from saew.compute.clustering.layer import LayerClusters, cluster_layer
 from saew.compute.options import add_executor_arguments
 from saew.errors import BadInput
@@ -116,8 +116,9 @@ def add_arguments(p) -> None:
                    help="the cluster gate's null: random (random groups of the cluster's size from "
                         "the layer), search (also the tightest kNN balls of that size in a "
                         "coordinate-shuffled copy of the layer) or greedy (also the best group "
-                        "grown greedily there, up to 32 members: no chance cluster on isotropic "
-                        "rows; search finds some there, in few dimensions many) "
+                        f"grown greedily there, up to {GREEDY_POOL_LARGE} members: no chance "
+                        "cluster on isotropic rows; search finds some there, in few dimensions "
+                        "many) "
                         f"(default {d.null})")
     p.add_argument("--null-quantile", type=float, default=d.null_quantile,
                    help="keep a cluster when its coherence beats this quantile of the null for "
