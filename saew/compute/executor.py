@@ -45,10 +45,24 @@ def default_workers(n_jobs: int) -> int:
 
 
 def _init_worker() -> None:
-    """A worker's settings: one thread per library, no progress bar (the parent shows one)."""
+    """A worker's settings: one thread per library, no progress bar (the parent shows one).
+
+    The variables only reach libraries loaded after them; a spawned worker has already
+    imported its parent's main module (the ``saew`` script imports numpy, hence OpenBLAS with
+    one thread per core), so the pools already loaded are limited at run time too
+    (threadpoolctl; numba's). Without that, two workers ran four spinning OpenBLAS threads on
+    two cores: ``saew cluster`` on the smollm2 demo took 320 s instead of about 100 s.
+    """
+    import sys
+
     for var in THREAD_VARS:
         os.environ[var] = "1"
     os.environ["SAEW_PROGRESS"] = "0"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)          # every BLAS / OpenMP pool loaded so far, for the process
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(1)
     try:
         import torch
 

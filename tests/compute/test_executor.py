@@ -274,3 +274,36 @@ def test_cluster_keeps_the_layers_before_a_failed_one(saew, lake, monkeypatch):
     code, out, err = saew(*opts)
     assert code == 0, err
     assert calls == [0, 1, 1, 2] and layers() == [0, 1, 2] and "kept 1 unit(s)" in out
+
+
+WORKER_THREADS = """
+import sys
+import numpy   # loaded before any worker setting, as the saew script loads it
+
+def threads(_):
+    from threadpoolctl import threadpool_info
+    return sorted({(p["user_api"], p["num_threads"]) for p in threadpool_info()})
+
+if __name__ == "__main__":
+    from saew.compute.executor import Executor, ExecutorConfig
+    for r in Executor(ExecutorConfig(workers=2)).map(threads, [(0,), (1,)], 2):
+        print(r)
+"""
+
+
+def test_spawned_workers_run_one_thread_even_with_numpy_loaded_first(tmp_path):
+    """A spawned worker imports its parent's main module before its settings run; the pools
+    loaded by then (OpenBLAS by numpy) are limited to one thread too, so two workers do not
+    run four spinning BLAS threads on two cores."""
+    import subprocess
+
+    script = tmp_path / "main.py"
+    script.write_text(WORKER_THREADS)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": ""}
+    env.pop("OPENBLAS_NUM_THREADS"), env.pop("OMP_NUM_THREADS")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                         cwd=os.getcwd(), check=True).stdout.splitlines()
+    assert len(out) == 2
+    for line in out:
+        pools = eval(line)   # noqa: S307 - our own printed list of (api, threads)
+        assert pools and all(n == 1 for _, n in pools), pools
