@@ -194,7 +194,10 @@ def run(args, ctx) -> str:
         ex = Executor(ExecutorConfig(workers=1))
     units = Units(ctx, [layer_unit(L) for L in todo])
     todo = [L for L in todo if layer_unit(L) in units.todo]
-    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg) for L in todo)
+    # layers run in this process: a big layer's null and layout go to one more process
+    # (layer.side_job), on the core the seeded UMAP leaves idle
+    side = ex.in_process(len(todo)) and not cfg.parallel
+    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg, side) for L in todo)
     write = partial(write_layer, release=release, space=args.space, params=params)
     lines += [line for _, line in progress(units.map_commit(ex, _cluster_job, jobs, write),
                                            total=len(todo), desc=f"cluster {args.space}")]
@@ -217,8 +220,10 @@ def write_layer(lake, unit: str, result: tuple, release: str, space: str, params
             + ("" if q["has_structure"] is not False else " (no structure beyond the null)"))
 
 
-def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig):
-    res = cluster_layer(vec, has, cfg)
+def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig, side: bool = False):
+    from saew.compute.executor import Executor, ExecutorConfig
+
+    res = cluster_layer(vec, has, cfg, Executor(ExecutorConfig()).background if side else None)
     return L, res, quality(vec, res, cfg)
 
 
