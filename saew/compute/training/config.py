@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from saew.errors import BadInput
 
 ARCHS = ("topk", "relu", "jumprelu")
+SELECTS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,19 @@ class TrainConfig:
     decay_frac: float = 0.3          # linear decay of lr to 0 over the last fraction of steps
     log_every: int = 5
     seed: int = 0
+    # topk: the dtype the k features of a token are chosen in (model.topk_step); values and
+    # gradients are float32 either way. auto: bfloat16 on a CPU that computes it natively
+    select: str = "auto"
+
+    def select_bf16(self, device: str = "cpu") -> bool:
+        """Whether TopK training chooses its features on bfloat16 pre-activations."""
+        if self.arch != "topk" or self.select == "float32":
+            return False
+        if self.select == "bfloat16":
+            return True
+        from saew.compute.cpu import native_bf16
+
+        return device == "cpu" and native_bf16()
 
     def n_steps(self, n_tokens: int) -> int:
         if self.steps is not None:
@@ -52,6 +66,8 @@ class TrainConfig:
                 raise BadInput(f"{name} {v}: must be positive")
         if self.steps is not None and self.steps <= 0:
             raise BadInput(f"--steps {self.steps}: must be positive")
+        if self.select not in SELECTS:
+            raise BadInput(f"--select-dtype {self.select!r}: expected one of {', '.join(SELECTS)}")
         if self.l1 < 0 or self.l0 < 0:
             raise BadInput("--l1 / --l0: must not be negative")
         return self

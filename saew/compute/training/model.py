@@ -146,18 +146,37 @@ def dense_step(s: TrainingSAE, x, w, cfg: TrainConfig, fns, ramp: float = 1.0):
     return sse.item(), nz.sum().item(), nz.any(0), x_hat.detach()
 
 
-def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead):
+def _select(pre, xc, s: TrainingSAE, k: int, exact: bool):
+    """(values, indices ascending) of the top ``k`` of each row of ``pre``; ``exact`` False:
+    ``pre`` is a bfloat16 screen, the indices its top k and the values recomputed in float32
+    (``xc . w_enc_i + b_enc_i``) for them."""
+    if exact:
+        return _topk_sorted(pre, k)
+    idx = pre.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
+    return _gather_dots(xc, s.w_enc, idx) + s.b_enc[idx], idx
+
+
+def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead, select_bf16: bool = False):
     """TopK + AuxK with hand-written sparse gradients (set on ``.grad``).
 
     loss = sum_b w_b (||x_hat - x||^2 + aux_coef ||e_hat - (x - x_hat)||^2) / B; AuxK does not
     move b_dec (its target is detached, as in Gao et al.).
+
+    ``select_bf16`` (``TrainConfig.select``): the k features of each token (and AuxK's) are
+    chosen on bfloat16 pre-activations (a native bf16 GEMM is 4x the float32 one on this CPU),
+    their values and every gradient computed in float32. Against the float32 choice, features
+    whose pre-activations tie within bf16 rounding may swap at the k-th place; as mixed
+    precision training does, and only during training (the written SAE encodes exactly).
     """
     import torch
 
     B, m = x.shape[0], cfg.d_sae
     xc = x - s.b_dec
-    pre = torch.addmm(s.b_enc, xc, s.w_enc.t())
-    vals, idx = _topk_sorted(pre, cfg.k)
+    if select_bf16:
+        pre = torch.addmm(s.b_enc.bfloat16(), xc.bfloat16(), s.w_enc.bfloat16().t())
+    else:
+        pre = torch.addmm(s.b_enc, xc, s.w_enc.t())
+    vals, idx = _select(pre, xc, s, cfg.k, not select_bf16)
     a = vals.clamp_min(0)
     x_hat = torch.nn.functional.embedding_bag(idx, s.w_dec, per_sample_weights=a, mode="sum") + s.b_dec
     e = x_hat - x
@@ -171,6 +190,8 @@ def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead):
         dead_ids = dead.nonzero().squeeze(1)
         vals2, j2 = _topk_sorted(pre[:, dead_ids], kk)
         idx2 = dead_ids[j2]  # ascending per row, as dead_ids is
+        if select_bf16:    # exact values of the chosen dead features
+            vals2 = _gather_dots(xc, s.w_enc, idx2) + s.b_enc[idx2]
         a2 = vals2.clamp_min(0)
         e_hat = torch.nn.functional.embedding_bag(idx2, s.w_dec, per_sample_weights=a2, mode="sum")
         g2 = (2.0 * cfg.aux_coef / B) * w[:, None] * (e_hat + e)

@@ -166,6 +166,7 @@ def _optimise(x, cfg: TrainConfig, gen, desc: str):
     seen = 0
     perm, pos = torch.randperm(n, generator=gen), 0
     log: list[dict] = []
+    bf16 = cfg.select_bf16(str(x.device.type))
 
     def forward(xb):
         pre = torch.addmm(s.b_enc, xb - s.b_dec, s.w_enc.t())
@@ -189,7 +190,7 @@ def _optimise(x, cfg: TrainConfig, gen, desc: str):
         dead = (seen - last_fired) >= window
         if cfg.arch == "topk":
             with torch.no_grad():
-                sse, n_act, fired, _ = topk_step(s, xb, wb, cfg, dead)
+                sse, n_act, fired, _ = topk_step(s, xb, wb, cfg, dead, bf16)
         else:
             sse, n_act, fired, _ = dense_step(s, xb, wb, cfg, fns,
                                                  min(1.0, t / max(1.0, cfg.sparsity_warmup_frac * steps)))

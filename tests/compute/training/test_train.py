@@ -46,24 +46,31 @@ def random_sae(cfg: TrainConfig, d: int, seed: int = 0) -> TrainingSAE:
     return s
 
 
-def reference_loss(w_enc, b_enc, w_dec, b_dec, x, w, k: int, dead, aux_k: int, coef: float):
-    """Dense autograd TopK + AuxK loss, token-weighted (target and b_dec detached in AuxK)."""
+def reference_loss(w_enc, b_enc, w_dec, b_dec, x, w, k: int, dead, aux_k: int, coef: float,
+                   choose=None):
+    """Dense autograd TopK + AuxK loss, token-weighted (target and b_dec detached in AuxK).
+    ``choose``: the pre-activations the features are chosen on (default: the exact ones)."""
     pre = (x - b_dec) @ w_enc.t() + b_enc
-    v, i = pre.topk(k, dim=-1)
-    f = torch.zeros_like(pre).scatter(-1, i, v.clamp_min(0))
+    on = pre.detach() if choose is None else choose
+    i = on.topk(k, dim=-1).indices
+    f = torch.zeros_like(pre).scatter(-1, i, pre.gather(-1, i).clamp_min(0))
     x_hat = f @ w_dec + b_dec
     loss = (w * (x_hat - x).pow(2).sum(1)).sum()
     if dead.any():
         pre_aux = (x - b_dec.detach()) @ w_enc.t() + b_enc
-        v2, i2 = pre_aux.masked_fill(~dead, float("-inf")).topk(aux_k, dim=-1)
-        f2 = torch.zeros_like(pre).scatter(-1, i2, v2.clamp_min(0))
+        i2 = on.masked_fill(~dead, float("-inf")).topk(aux_k, dim=-1).indices
+        f2 = torch.zeros_like(pre).scatter(-1, i2, pre_aux.gather(-1, i2).clamp_min(0))
         loss = loss + coef * (w * (f2 @ w_dec - (x - x_hat).detach()).pow(2).sum(1)).sum()
     return loss / x.shape[0]
 
 
 # ---------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("select_bf16", [False, True])
 @pytest.mark.parametrize("with_aux", [False, True])
-def test_topk_hand_gradients_equal_autograd(with_aux):
+def test_topk_hand_gradients_equal_autograd(with_aux, select_bf16):
+    """Also with the features chosen on bfloat16 pre-activations (TrainConfig.select): the
+    gradients are then those of the loss with that choice, every value in float32, and the
+    choice is the float32 one but for near ties."""
     cfg = TrainConfig(d_sae=48, k=5, aux_k=7, aux_coef=0.25 if with_aux else 0.0)
     s = random_sae(cfg, 16)
     x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1)) * 2
@@ -71,13 +78,19 @@ def test_topk_hand_gradients_equal_autograd(with_aux):
     dead[::3] = with_aux
     w = 0.2 + torch.rand(40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        sse, n_act, fired, x_hat = topk_step(s, x, w, cfg, dead)
+        sse, n_act, fired, x_hat = topk_step(s, x, w, cfg, dead, select_bf16)
     ref = [t.detach().clone().requires_grad_() for t in (s.w_enc, s.b_enc, s.w_dec, s.b_dec)]
-    reference_loss(*ref, x, w, 5, dead, 7, 0.25).backward()
+    choose = None
+    if select_bf16:
+        choose = torch.addmm(s.b_enc.bfloat16(), (x - s.b_dec).bfloat16(), s.w_enc.bfloat16().t()).float()
+        exact = torch.addmm(s.b_enc, x - s.b_dec, s.w_enc.t())
+        same = (choose.topk(5, dim=-1).indices.sort(-1).values == exact.topk(5, dim=-1).indices.sort(-1).values)
+        assert same.float().mean() > 0.8
+    reference_loss(*ref, x, w, 5, dead, 7, 0.25, choose).backward()
     for mine, r in zip((s.w_enc, s.b_enc, s.w_dec, s.b_dec), ref):
         np.testing.assert_allclose(mine.grad.numpy(), r.grad.numpy(), rtol=1e-4, atol=1e-5)
     none = torch.zeros_like(dead)
-    assert math.isclose(sse / 40, reference_loss(*ref, x, torch.ones(40), 5, none, 7, 0.0).item(), rel_tol=1e-5)
+    assert math.isclose(sse / 40, reference_loss(*ref, x, torch.ones(40), 5, none, 7, 0.0, choose).item(), rel_tol=1e-5)
     assert n_act <= 40 * 5 and fired.sum() > 0
 
 
@@ -246,6 +259,7 @@ def test_saew_train_minilm_end_to_end(saew, lake, home):
     (["--tokens", "0"], "--tokens"),
     (["--steps", "0"], "--steps"),
     (["--workers", "0"], "--workers"),
+    (["--select-dtype", "fp8"], "--select-dtype"),
 ])
 def test_saew_train_bad_inputs(saew, home, extra, needle):
     code, out, err = saew("train", "--release", "bad", "--model", "minilm", "--layers", "0",
