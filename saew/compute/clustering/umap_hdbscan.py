@@ -16,8 +16,8 @@ al., HDBSCAN, PAKDD 2013).
    ``refine_min_coherence`` (the reference's acceptance threshold); kept clusters are numbered
    after the first pass's. The evidence gates (``gates.py``) are applied by the caller.
 4. Plot coordinates: a 2-D UMAP over the same kNN graph, initialised with the first two
-   principal components of the 15-D embedding (of the vectors themselves for Leiden),
-   ``xy_epochs`` epochs.
+   principal components of the vectors, ``xy_epochs`` epochs (independent of the clusterer's
+   run, so it can run beside it: ``layer.side_job``).
 
 Determinism: UMAP is seeded with ``seed``, which makes it single-threaded (UMAP's own rule);
 ``parallel`` drops the seed for a faster, non-reproducible layout.
@@ -117,5 +117,6 @@ def pca2(x: np.ndarray) -> np.ndarray:
 
 def xy_layout(u: np.ndarray, emb: np.ndarray | None, knn, cfg: ClusterConfig) -> np.ndarray:
     """2-D coordinates for plots: UMAP over the same neighbour graph, initialised with the
-    first two principal components of ``emb`` (the 15-D embedding), or of ``u`` without one."""
+    first two principal components of ``emb`` when given, else of ``u`` (what
+    ``layer.side_job`` does)."""
     return umap_embed(knn, u, 2, cfg.min_dist, cfg.xy_epochs, pca2(u if emb is None else emb), cfg)
