@@ -94,9 +94,7 @@ def main() -> None:
     cold = time.perf_counter() - t
     print(f"cold start (imports + numba compile, once per process): {cold:.1f}s")
 
-    from saew.compute.executor import Executor, ExecutorConfig
-
-    side = Executor(ExecutorConfig()).background   # as `saew cluster` runs a layer in its process
+    side = True   # as `saew cluster` runs a layer in its own process
     t, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
     res = cluster_layer(x, np.ones(a.n, bool), cfg, side)
     ours, ours_cpu = time.perf_counter() - t, time.process_time() - c0 + children_cpu() - k0

@@ -119,13 +119,15 @@ class ExecutorConfig:
 
 
 class _Later:
-    """A job run in this process when its result is asked for."""
+    """A job run in this process when its result is first asked for; kept, as a Future keeps it."""
 
     def __init__(self, fn: Callable, args: tuple):
-        self.fn, self.args = fn, args
+        self.fn, self.args, self.value, self.done = fn, args, None, False
 
     def result(self) -> Any:
-        return self.fn(*self.args)
+        if not self.done:
+            self.value, self.done = self.fn(*self.args), True
+        return self.value
 
 
 class Executor:

@@ -14,9 +14,9 @@
   run's (drawn with ``seed``), which saves a null per rerun.
 - The gate's null and the 2-D plot layout depend only on the vectors and the kNN graph
   (``side_job``), not on the clusterer's run, so on a layer of at least SIDE_MIN distinct
-  vectors a caller with a spare core (``background``: ``Executor.background``, as ``saew
-  cluster`` passes when it runs its layers in this process) computes them in one more
-  process while UMAP + HDBSCAN run here (a seeded UMAP is single-threaded). The results are
+  vectors a caller with a spare core (``side``: ``saew cluster`` sets it when it runs its
+  layers in this process) computes them in one more process (``Executor.background``) while
+  UMAP + HDBSCAN run here (a seeded UMAP is single-threaded). The results are
   the same either way: the same function of the same inputs. Measured (bench/cluster.py,
   32,768 x 768): 42.5 s against 44.7 s in one process, plain umap + hdbscan 31.5 s. Not for
   Leiden, whose run is shorter than the side process's start + null + layout (29.9 s with it,
@@ -24,9 +24,8 @@
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +34,7 @@ from saew.compute.clustering.gates import coherence_null, gate
 from saew.compute.clustering.knn import EXACT_KNN_MAX, knn_graph, unique_rows
 from saew.compute.clustering.umap_hdbscan import can_embed, first_pass, refine_noise, xy_layout
 
-SIDE_MIN = 16384    # distinct vectors from which the null and the layout go to ``background``
+SIDE_MIN = 16384    # distinct vectors from which ``side`` runs the null and the layout aside
 
 
 @dataclass(frozen=True)
@@ -111,42 +110,26 @@ def side_job(u: np.ndarray, knn, cfg: ClusterConfig) -> tuple[Any, np.ndarray]:
     return layer_null(u, cfg), xy
 
 
-class _Once:
-    """``fn(*args)`` run in this process when its result is first asked for, then kept."""
-
-    def __init__(self, fn: Callable, args: tuple):
-        self.fn, self.args, self.value, self.done = fn, args, None, False
-
-    def result(self) -> Any:
-        if not self.done:
-            self.value, self.done = self.fn(*self.args), True
-        return self.value
-
-
-@contextlib.contextmanager
-def _inline(fn: Callable, *args) -> Any:
-    yield _Once(fn, args)
-
-
-def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None, background: Callable | None = None
+def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None, side: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """Cluster distinct unit vectors: (labels int32, probability float32, xy float32 [n, 2],
-    the gate's null). ``background``: ``Executor.background``, for ``side_job`` on a layer of
-    at least SIDE_MIN vectors (module docstring)."""
+    the gate's null). ``side``: ``side_job`` in one more process on a layer of at least
+    SIDE_MIN vectors (module docstring); else in this process, when the gate asks for it."""
+    from saew.compute.executor import Executor, ExecutorConfig
+
     n = u.shape[0]
     knn = knn_graph(u, cfg.n_neighbors, cfg) if knn is None and n >= 2 else knn
-    side = background is not None and n >= SIDE_MIN and cfg.algorithm == "hdbscan"
-    run = background if side else _inline
-    with run(side_job, u, knn, cfg) as job:
+    aside = side and n >= SIDE_MIN and cfg.algorithm == "hdbscan"
+    with Executor(ExecutorConfig()).background(side_job, u, knn, cfg, enabled=aside) as job:
         labels, prob, _ = cluster_labels(u, cfg, knn, lambda: job.result()[0])
         null, xy = job.result()
     return labels, prob, xy, null
 
 
 def cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfig,
-                  background: Callable | None = None) -> LayerClusters:
+                  side: bool = False) -> LayerClusters:
     """Labels for every feature of a layer; ``vectors`` rows where ``has_vector`` is False are
-    ignored. ``background`` as in ``cluster_vectors``: the labels do not depend on it."""
+    ignored. ``side`` as in ``cluster_vectors``: the results do not depend on it."""
     from saew.sae.costs import unit_rows
 
     n = len(has_vector)
@@ -161,7 +144,7 @@ def cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfi
         ud = u[first]
         knn = knn_graph(ud, cfg.n_neighbors, cfg) if len(ud) >= 2 else None
         # the layer's null: the reruns gate against the same one
-        lab_u, prob_u, xy_u, null = cluster_vectors(ud, cfg, knn, background)
+        lab_u, prob_u, xy_u, null = cluster_vectors(ud, cfg, knn, side)
         labels[idx], prob[idx], xy[idx] = lab_u[inverse], prob_u[inverse], xy_u[inverse]
         for i in range(1, cfg.stability + 1):
             c = replace(cfg, seed=cfg.seed + i)

@@ -221,9 +221,7 @@ def write_layer(lake, unit: str, result: tuple, release: str, space: str, params
 
 
 def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig, side: bool = False):
-    from saew.compute.executor import Executor, ExecutorConfig
-
-    res = cluster_layer(vec, has, cfg, Executor(ExecutorConfig()).background if side else None)
+    res = cluster_layer(vec, has, cfg, side)
     return L, res, quality(vec, res, cfg)
 
 

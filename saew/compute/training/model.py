@@ -146,14 +146,9 @@ def dense_step(s: TrainingSAE, x, w, cfg: TrainConfig, fns, ramp: float = 1.0):
     return sse.item(), nz.sum().item(), nz.any(0), x_hat.detach()
 
 
-def _select(pre, xc, s: TrainingSAE, k: int, exact: bool):
-    """(values, indices ascending) of the top ``k`` of each row of ``pre``; ``exact`` False:
-    ``pre`` is a bfloat16 screen, the indices its top k and the values recomputed in float32
-    (``xc . w_enc_i + b_enc_i``) for them."""
-    if exact:
-        return _topk_sorted(pre, k)
-    idx = pre.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
-    return _gather_dots(xc, s.w_enc, idx) + s.b_enc[idx], idx
+def _exact_pre(xc, s: TrainingSAE, idx):
+    """float32 pre-activations xc . w_enc_i + b_enc_i of the features ``idx`` (sorted per row)."""
+    return _gather_dots(xc, s.w_enc, idx) + s.b_enc[idx]
 
 
 def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead, select_bf16: bool = False):
@@ -176,7 +171,9 @@ def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead, select_bf16: bool = 
         pre = torch.addmm(s.b_enc.bfloat16(), xc.bfloat16(), s.w_enc.bfloat16().t())
     else:
         pre = torch.addmm(s.b_enc, xc, s.w_enc.t())
-    vals, idx = _select(pre, xc, s, cfg.k, not select_bf16)
+    vals, idx = _topk_sorted(pre, cfg.k)
+    if select_bf16:    # exact values of the chosen features
+        vals = _exact_pre(xc, s, idx)
     a = vals.clamp_min(0)
     x_hat = torch.nn.functional.embedding_bag(idx, s.w_dec, per_sample_weights=a, mode="sum") + s.b_dec
     e = x_hat - x
@@ -190,8 +187,8 @@ def topk_step(s: TrainingSAE, x, w, cfg: TrainConfig, dead, select_bf16: bool = 
         dead_ids = dead.nonzero().squeeze(1)
         vals2, j2 = _topk_sorted(pre[:, dead_ids], kk)
         idx2 = dead_ids[j2]  # ascending per row, as dead_ids is
-        if select_bf16:    # exact values of the chosen dead features
-            vals2 = _gather_dots(xc, s.w_enc, idx2) + s.b_enc[idx2]
+        if select_bf16:
+            vals2 = _exact_pre(xc, s, idx2)
         a2 = vals2.clamp_min(0)
         e_hat = torch.nn.functional.embedding_bag(idx2, s.w_dec, per_sample_weights=a2, mode="sum")
         g2 = (2.0 * cfg.aux_coef / B) * w[:, None] * (e_hat + e)

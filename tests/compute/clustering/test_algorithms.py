@@ -139,14 +139,13 @@ def test_the_side_process_gives_the_same_layer(lake, monkeypatch):
     """A big layer's null and 2-D layout computed in one more process (layer.side_job, as
     ``saew cluster`` does for the layers it runs in its own process) change nothing."""
     from saew.compute.clustering import layer
-    from saew.compute.executor import Executor, ExecutorConfig
 
     _put_planted(lake, 0, seed=3)
     vec, has = _vectors(lake)
     cfg = ClusterConfig(stability=1)
     inline = cluster_layer(vec, has, cfg)
     monkeypatch.setattr(layer, "SIDE_MIN", 2)      # this small layer counts as big
-    side = cluster_layer(vec, has, cfg, Executor(ExecutorConfig()).background)
+    side = cluster_layer(vec, has, cfg, side=True)
     assert np.array_equal(inline.labels, side.labels) and (inline.labels >= 0).any()
     assert np.array_equal(inline.reruns[0], side.reruns[0])
     np.testing.assert_array_equal(inline.probability, side.probability)
