@@ -129,7 +129,21 @@ def cluster_vectors(u: np.ndarray, cfg: ClusterConfig, knn=None, side: bool = Fa
 def cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfig,
                   side: bool = False) -> LayerClusters:
     """Labels for every feature of a layer; ``vectors`` rows where ``has_vector`` is False are
-    ignored. ``side`` as in ``cluster_vectors``: the results do not depend on it."""
+    ignored. ``side`` as in ``cluster_vectors``: the results do not depend on it.
+
+    Runs with one BLAS / OpenMP thread wherever it is called, as in a worker (the executor's
+    workers are single-threaded): UMAP amplifies the last-bit differences of a two-thread
+    matrix product, so a layer clustered in the driver gave other labels than the same layer
+    in a worker (minilm demo, decoder layer 2: 24 clusters against 18), and re-clustering
+    one layer left its transport plans stale."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _cluster_layer(vectors, has_vector, cfg, side)
+
+
+def _cluster_layer(vectors: np.ndarray, has_vector: np.ndarray, cfg: ClusterConfig,
+                   side: bool) -> LayerClusters:
     from saew.sae.costs import unit_rows
 
     n = len(has_vector)

@@ -150,3 +150,18 @@ def test_the_side_process_gives_the_same_layer(lake, monkeypatch):
     assert np.array_equal(inline.reruns[0], side.reruns[0])
     np.testing.assert_array_equal(inline.probability, side.probability)
     np.testing.assert_allclose(inline.xy, side.xy, rtol=1e-6, atol=1e-6)
+
+
+def test_a_layer_clusters_with_one_thread_wherever_it_runs(monkeypatch):
+    """In the driver as in a (single-threaded) worker: UMAP amplifies a two-thread product's
+    last-bit differences into other labels, so cluster_layer limits every pool to one thread."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from saew.compute.clustering import layer
+
+    seen = []
+    monkeypatch.setattr(layer, "_cluster_layer",
+                        lambda *a: seen.append({p["num_threads"] for p in threadpool_info()}))
+    with threadpool_limits(2):
+        cluster_layer(np.eye(4, dtype=np.float32), np.ones(4, bool), ClusterConfig())
+    assert seen == [{1}]
