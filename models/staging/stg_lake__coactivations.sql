@@ -3,5 +3,7 @@ select
     layer,
     feature_a,
     feature_b,
-    n_ab
+    n_ab,
+    n_a,
+    n_b
 from {{ source('lake', 'coactivations') }}

@@ -31,6 +31,10 @@ def to_arrow(t: TableSpec, data: pa.Table | Mapping[str, object], part: Mapping[
             if vals and vals != {part[c]}:
                 raise ValueError(f"{t.name}: column {c} holds {sorted(map(str, vals))[:3]}, partition is {part[c]!r}")
     schema = t.data_schema
+    n_rows = {len(v) for v in cols.values() if not _is_scalar(v)}
+    for f in schema:
+        if f.name not in cols and f.name in t.optional and len(n_rows) == 1:
+            cols[f.name] = pa.nulls(next(iter(n_rows)), f.type)
     missing = [f.name for f in schema if f.name not in cols]
     if missing:
         raise ValueError(f"{t.name}: missing columns {missing}")

@@ -28,6 +28,9 @@ class TableSpec:
     # write is the whole slice above them and replaces all of their partitions (an activations
     # layer written without ``shard`` is shard 0, and drops the layer's other shards)
     partition_defaults: tuple[tuple[str, object], ...] = ()
+    # columns beyond the contract's that a write may leave out (they are then null), e.g. the
+    # n_a, n_b that saew coactivation stores with each pair for fct_coactivation_pairs
+    optional: tuple[str, ...] = ()
 
     @property
     def data_schema(self) -> pa.Schema:
@@ -112,9 +115,11 @@ _SPECS = [
         ("release", "space", "solver", "src_layer", "src_cluster", "dst_cluster"),
         "Optimal-transport plans between clusters of adjacent layers (mass in features)."),
     TableSpec("coactivations", _s(
-        ("release", S), ("layer", I), ("feature_a", I), ("feature_b", I), ("n_ab", L)),
+        ("release", S), ("layer", I), ("feature_a", I), ("feature_b", I), ("n_ab", L),
+        ("n_a", L), ("n_b", L)),
         ("release", "layer"), ("release", "layer", "feature_a", "feature_b"),
-        "Tokens on which two features are both active (a < b, n_ab > 0)."),
+        "Tokens on which two features are both active (a < b, n_ab > 0), with n_a and n_b, "
+        "the tokens on which each is active.", optional=("n_a", "n_b")),
     TableSpec("correlations", _s(
         ("release", S), ("src_layer", I), ("src_feature", I), ("dst_layer", I),
         ("dst_feature", I), ("n_src", L), ("n_dst", L), ("n_both", L), ("pearson", D)),

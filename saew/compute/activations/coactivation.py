@@ -3,7 +3,9 @@
 Feature f is *active* on a token when its activation value is > 0. For features a < b,
 n_ab = #tokens on which both are active, i.e. the strict upper triangle of B^T B where
 B [tokens x features] is the 0/1 activity matrix. Only pairs with n_ab > 0 are written to
-``coactivations`` (one partition per (release, layer)).
+``coactivations`` (one partition per (release, layer)), with n_a and n_b, the tokens on which
+each of the two is active (n_f as ``int_feature_activity`` counts it), so the mart
+``fct_coactivation_pairs`` needs no join of its tens of millions of pairs.
 
 How: the activations of one layer are grouped twice by counting sorts (token-major B with
 ascending features per token, and feature-major B^T with ascending tokens per feature), then
@@ -129,26 +131,37 @@ class RangedCounts:
         return out
 
 
-def layer_coactivation(lake, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n_ab of one layer, counted block by block over its token shards (``storage.reads.
-    token_blocks``) and added (``RangedCounts``): memory holds one shard's incidence and the
+def active_counts(act: Activity) -> np.ndarray:
+    """n_f per feature (int64 [d_sae]): tokens on which f is active (value > 0), as
+    ``int_feature_activity`` counts them; a sum over token shards like n_ab."""
+    return np.bincount(act.feature, minlength=act.d_sae).astype(np.int64)
+
+
+def layer_coactivation(lake, release: str, layer: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(feature_a, feature_b, n_ab, n_f) of one layer: n_ab counted block by block over its
+    token shards (``storage.reads.token_blocks``) and added (``RangedCounts``), and each
+    feature's n_f (``active_counts``) summed alike: memory holds one shard's incidence and the
     pairs found so far, never the layer's activations."""
     blocks = token_blocks(lake, release, layer)
     if len(blocks) == 1:
-        return coactivation_counts(load_activity(lake, release, layer, tokens=blocks[0]))
-    total = None
+        act = load_activity(lake, release, layer, tokens=blocks[0])
+        return (*coactivation_counts(act), active_counts(act))
+    total, active = None, None
     for block in blocks:
         act = load_activity(lake, release, layer, tokens=block)
         if total is None:
-            total = RangedCounts(act.d_sae)
+            total, active = RangedCounts(act.d_sae), np.zeros(act.d_sae, np.int64)
+        active += active_counts(act)
         part = coactivation_counts(act)
         del act                        # the shard's activations go before its pairs are merged
         total.add(part)
         del part
-    return total.total()
+    return (*total.total(), active)
 
 
-def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def coactivation_unit(home: str, release: str, layer: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One unit of ``saew coactivation`` (in this process, a worker process or a Ray task): the
     n_ab of one layer of the lake at ``home`` (``layer_coactivation``)."""
     from saew.storage.lake import Lake
@@ -158,11 +171,14 @@ def coactivation_unit(home: str, release: str, layer: int) -> tuple[np.ndarray, 
 
 # ---------------------------------------------------------------------------- command
 def write_counts(lake, unit: str, result: tuple, release: str) -> int:
-    """A unit's ``coactivations`` rows (the partition of its layer); the number of pairs."""
+    """A unit's ``coactivations`` rows (the partition of its layer), each pair with n_a and
+    n_b beside n_ab (so ``fct_coactivation_pairs`` is a projection, not two joins of every
+    pair); the number of pairs."""
     from saew.compute.units import unit_layers
 
-    a, b, n = result
-    lake.write("coactivations", {"feature_a": a, "feature_b": b, "n_ab": n},
+    a, b, n, active = result
+    lake.write("coactivations", {"feature_a": a, "feature_b": b, "n_ab": n,
+                                 "n_a": active[a], "n_b": active[b]},
                release=release, layer=unit_layers(unit)[0])
     return int(n.size)
 

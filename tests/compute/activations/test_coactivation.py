@@ -59,6 +59,24 @@ def test_random_layers_match_numpy_and_sparse_token_ids(saew, lake):
     assert got.column("ordered")[0].as_py() and got.column("lo")[0].as_py() >= 1
 
 
+def test_each_pair_stores_n_a_and_n_b_as_the_activations_count_them(saew, lake):
+    m = sparse_matrix(300, 40, 0.12, seed=5)
+    m[:, 3] = -1.0        # never > 0: dead, in no pair
+    put_activations(lake, "r", 0, m)
+    assert saew("coactivation", "--release", "r")[0] == 0
+    t = lake.query("SELECT feature_a, feature_b, n_a, n_b FROM coactivations WHERE release = 'r'")
+    n_f = (m > 0).sum(axis=0)                  # the oracle: tokens with value > 0 per feature
+    a, b = (np.asarray(t.column(c).to_pylist()) for c in ("feature_a", "feature_b"))
+    assert a.size and 3 not in set(a) | set(b)
+    assert t.column("n_a").to_pylist() == n_f[a].tolist()
+    assert t.column("n_b").to_pylist() == n_f[b].tolist()
+    # and as the SQL of int_feature_activity counts them
+    sql = lake.query("SELECT c.feature_a, count(*) = max(c.n_a) AS same FROM activations AS x JOIN "
+                     "(SELECT DISTINCT feature_a, n_a FROM coactivations) AS c ON c.feature_a = x.feature "
+                     "WHERE x.value > 0 GROUP BY c.feature_a")
+    assert all(sql.column("same").to_pylist())
+
+
 def test_rerun_replaces_and_layer_option(saew, lake):
     m = sparse_matrix(100, 20, 0.2, seed=4)
     put_activations(lake, "r", 0, m)
