@@ -108,6 +108,15 @@ def test_failed_command_leaves_lake_as_it_was(saew, home, tmp_path):
     assert not (home / ".staging").exists() or not any((home / ".staging").iterdir())
 
 
+def _staged(staging) -> bool:
+    """A staged partition file exists; False while the folder comes or goes (a walk of a folder
+    being removed raises FileNotFoundError)."""
+    try:
+        return staging.exists() and any(staging.rglob("*.parquet"))
+    except FileNotFoundError:
+        return False
+
+
 def test_sigkill_midway_leaves_lake_readable_and_next_run_succeeds(saew, home, tmp_path):
     small = make_sae(256, 64, seed=7)
     assert saew("ingest", "sae", write_saelens(tmp_path / "small", small, hook="blocks.0.hook_resid_post"),
@@ -125,7 +134,7 @@ def test_sigkill_midway_leaves_lake_readable_and_next_run_succeeds(saew, home, t
     try:
         deadline = time.monotonic() + 120
         while p.poll() is None and time.monotonic() < deadline:
-            if staging.exists() and any(staging.rglob("*.parquet")):
+            if _staged(staging):
                 break  # it is writing its staged partition files
             time.sleep(0.002)
         os.kill(p.pid, signal.SIGKILL)
