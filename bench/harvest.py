@@ -153,42 +153,49 @@ def throughput(a) -> None:
     # the SAE encodes alone (sparse codes of every layer, as harvest computes them) over the
     # residuals of the same batches, captured once: forward + encodes is harvest's ceiling
     from saew.compute.activations.codes import sparse_codes
+    from saew.compute.activations.topk_screen import ScreenedTopK
     from saew.sae.encode import TorchSAE
 
     saes = [TorchSAE.from_params(make_sae(384, a.d_sae, "topk", seed=L, k=a.k)) for L in range(a.layers)]
     caught = [b.resid for b in model.iter_batches(docs, a.tokens, list(range(a.layers)), batch_size=8,
                                                   seq_len=128)]
-    t0 = time.perf_counter()
+    encoders = {"float32": saes, "bfloat16": [ScreenedTopK.prepare(s) for s in saes]}
+    encode = {}
     with torch.inference_mode():
-        for resid in caught:
-            ids = np.arange(len(resid[0]), dtype=np.int64)
-            for L, sae in enumerate(saes):
-                sparse_codes(sae, resid[L], ids)
-    encode = time.perf_counter() - t0
+        sparse_codes(encoders["bfloat16"][0], caught[0][0], np.arange(len(caught[0][0])))  # numba compile
+        for screen, encs in encoders.items():
+            t0 = time.perf_counter()
+            for resid in caught:
+                ids = np.arange(len(resid[0]), dtype=np.int64)
+                for L, sae in enumerate(encs):
+                    sparse_codes(sae, resid[L], ids)
+            encode[screen] = time.perf_counter() - t0
     del caught
 
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        lake = Lake(home)
-        for L in range(a.layers):
-            put_sae(lake, "bench", L, make_sae(384, a.d_sae, "topk", seed=L, k=a.k))
-        t0 = time.perf_counter()
-        code, out, err = run_saew(home, "harvest", "--release", "bench", "--model", "minilm",
-                                  "--corpus", "builtin", "--tokens", str(a.tokens))
-        took = time.perf_counter() - t0
-        assert code == 0, err
+    took = {}
+    for screen in encoders:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp) / "home"
+            lake = Lake(home)
+            for L in range(a.layers):
+                put_sae(lake, "bench", L, make_sae(384, a.d_sae, "topk", seed=L, k=a.k))
+            t0 = time.perf_counter()
+            code, out, err = run_saew(home, "harvest", "--release", "bench", "--model", "minilm",
+                                      "--corpus", "builtin", "--tokens", str(a.tokens), "--screen", screen)
+            took[screen] = time.perf_counter() - t0
+            assert code == 0, err
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"layers={a.layers} d_sae={a.d_sae} topk k={a.k}")
     print(f"plain forward 8 x 128 : {plain:8.0f} tok/s (full batches of real tokens)")
     print(f"bare forward          : {bare:8.0f} tok/s (harvest's batches, {fill:.0%} real tokens, all "
           f"{model.spec.n_layers} blocks, baseline 1.00)")
-    ceiling = sum(lens) / (sum(lens) / bare + encode)
-    print(f"SAE encodes alone     : {sum(lens) / encode:8.0f} tok/s ({a.layers} x topk {a.d_sae}: "
-          f"{encode / (sum(lens) / bare):.2f} x the bare forward's time)")
-    print(f"forward + encodes     : {ceiling:8.0f} tok/s ({ceiling / bare:.2f} x baseline: harvest's "
-          f"ceiling with nothing else)")
-    print(f"saew harvest          : {a.tokens / took:8.0f} tok/s ({bare and a.tokens / took / bare:.2f} x baseline, "
-          f"incl. SAE encodes, examples and Parquet writes)")
+    fwd = sum(lens) / bare
+    for screen in encoders:
+        ceiling = sum(lens) / (fwd + encode[screen])
+        print(f"--screen {screen:8s}: SAE encodes alone {sum(lens) / encode[screen]:8.0f} tok/s ({a.layers} x topk "
+              f"{a.d_sae}: {encode[screen] / fwd:.2f} x the bare forward's time); forward + encodes "
+              f"{ceiling:6.0f} tok/s ({ceiling / bare:.2f} x baseline); saew harvest {a.tokens / took[screen]:6.0f} "
+              f"tok/s ({a.tokens / took[screen] / bare:.2f} x baseline, all included)")
     print(f"peak RSS              : {peak_mb:.0f} MB")
 
 
