@@ -20,6 +20,15 @@ Scale (``--scale``): for each token count, ``saew harvest --shard-tokens S``, th
 fresh process: wall time, CPU time and peak RSS. With shards, peak memory follows the shard, not
 the corpus, and time is linear in the tokens.
 
+Measured (2026-12-03, idle, with ``--screen`` side by side):
+
+    plain forward 8 x 128 :     7057 tok/s
+    bare forward          :     5802 tok/s (baseline 1.00)
+    --screen float32 : encodes alone 5893 tok/s (0.98 x the forward's time); forward + encodes
+                       0.50 x baseline; saew harvest 1072 tok/s (0.18 x)
+    --screen bfloat16: encodes alone 7351 tok/s (0.79 x); forward + encodes 0.56 x;
+                       saew harvest 1253 tok/s (0.22 x)
+
 Measured (2026-12-02, this 2-core machine at load average 8-11 from other jobs, every command
 under ``nice -n 19``; wall times are inflated by the contention, CPU seconds much less):
 
