@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 U32 = 2.0 ** -24  # unit roundoff of float32
+# the dtypes a TopK selection GEMM may run in (train --select-dtype, harvest --screen)
+SELECT_DTYPES = ("auto", "float32", "bfloat16")
 
 
 def native_bf16() -> bool:

@@ -51,11 +51,13 @@ class TorchSAE:
         x, _ = self.normalise(x)
         return self.encode_normalised(x)
 
+    def centre(self, x: torch.Tensor) -> torch.Tensor:
+        """x - b_dec * apply_b_dec_to_input, the encoder's input (x already normalised)."""
+        return x - self.b_dec if self.apply_b_dec_to_input else x
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """pre = (x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc, x already normalised."""
-        if self.apply_b_dec_to_input:
-            x = x - self.b_dec
-        return x @ self.w_enc + self.b_enc
+        return self.centre(x) @ self.w_enc + self.b_enc
 
     def encode_normalised(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.pre_activations(x)

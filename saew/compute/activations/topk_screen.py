@@ -9,7 +9,7 @@ bf16 GEMM runs about 10x faster. This module gets the same codes from one bf16 G
    G = [x_h | x_h | x_l] @ [W_h ; W_l ; W_h] in ONE bf16 GEMM of depth 3 d_in (float32
    accumulation, checked by ``compute.cpu.bf16_gemm_accumulates_in_float32``; one rounding
    of the result to bf16);
-2. bound its error rigorously, per entry (u = 2^-8, the bf16 unit roundoff;
+2. bound its error rigorously (u = 2^-8, the bf16 unit roundoff;
    S_ij = ||x_i|| ||w_j|| >= sum_k |x_ik w_kj|, Cauchy-Schwarz):
 
        |x.w_j - G_ij| <= 2u/(1-2u) |G_ij|                     (rounding of the result, even
@@ -19,11 +19,12 @@ bf16 GEMM runs about 10x faster. This module gets the same codes from one bf16 G
                        + u^2 (3 + 2u) S_ij                     (the dropped x_l W_l term and the
                                                                 rounding of the low parts)
 
-   so p_j lies in [lo_j, hi_j] = G_ij + b_j -/+ e_ij;
-3. L = the k-th largest lo_j: at least k features are then >= L, so a feature with hi_j < L
-   cannot be in the top k. The candidates (hi_j >= L; k plus the few within the band, about
-   0.02 standard deviations wide) get their exact pre-activation, a float64 dot product of the
-   float32 inputs (exact products, float64 sums) rounded once to float32;
+   taken over the row as E_i = a max_j |G_ij| + c ||x_i|| max_j ||w_j|| (+ the float32
+   rounding of G + b) >= e_ij, so p_j lies in [q_j - E_i, q_j + E_i], q_j = G_ij + b_j;
+3. with q_(k) the k-th largest q_j, at least k features are >= q_(k) - E_i, so a feature with
+   q_j < q_(k) - 2 E_i cannot be in the top k. The candidates (q_j >= q_(k) - 2 E_i: k plus the
+   few within the band) get their exact pre-activation, a float64 dot product of the float32
+   inputs (exact products, float64 sums) rounded once to float32;
 4. the k largest exact values win (ties: the lower feature index), clamped at 0 as TopK does.
 
 The result is the TopK of the exactly computed pre-activations: the same features as a float32
@@ -40,10 +41,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from saew.compute.cpu import U32, bf16_gemm_accumulates_in_float32, native_bf16
+from saew.compute.cpu import SELECT_DTYPES, U32, bf16_gemm_accumulates_in_float32, native_bf16
 
 U16 = 2.0 ** -8   # unit roundoff of bfloat16
-SCREENS = ("auto", "bfloat16", "float32")
+SCREENS = SELECT_DTYPES
 
 
 def screen_available() -> bool:
@@ -60,7 +61,8 @@ def use_screen(screen: str, device: str, architecture: str) -> bool:
 
 
 def error_coefficients(d_in: int) -> tuple[float, float]:
-    """(a, c) of the bound e_ij = a |G_ij| + c ||x_i|| ||w_j|| (module docstring, step 2)."""
+    """(a, c) of the bound e_ij = a |G_ij| + c ||x_i|| ||w_j|| (module docstring, step 2; the
+    kernel applies it with the row's maxima of |G_ij| and ||w_j||)."""
     u = U16
     n = 3 * d_in
     gamma = n * U32 / (1 - n * U32)
@@ -185,17 +187,14 @@ class ScreenedTopK:
         import torch
 
         s = self.sae
-        xc = s.normalise(x)[0]
-        if s.apply_b_dec_to_input:
-            xc = xc - s.b_dec
-        xc = xc.to(torch.float32).contiguous()
+        xc = s.centre(s.normalise(x)[0]).to(torch.float32).contiguous()
+        xn = xc.numpy()
+        if not np.isfinite(xn).all():
+            return s.encode_sparse(x)
         x_h = xc.to(torch.bfloat16)
         x_l = (xc - x_h.to(torch.float32)).to(torch.bfloat16)
         g = torch.cat([x_h, x_h, x_l], 1) @ self.w_cat
         g16 = g.view(torch.int16).numpy().view(np.uint16)
-        xn = xc.numpy()
-        if not np.isfinite(xn).all():
-            return s.encode_sparse(x)
         xnorm = np.sqrt(np.einsum("id,id->i", xn.astype(np.float64), xn.astype(np.float64))) * (1 + 1e-12)
         k = min(int(s.k), g16.shape[1])
         feat, val, n_exact = _screened_topk(g16, self.b, xn, self.wt, xnorm, self.wmax, self.bmax, k, self.a, self.c)

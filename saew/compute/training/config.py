@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from saew.compute.cpu import SELECT_DTYPES as SELECTS
 from saew.errors import BadInput
 
 ARCHS = ("topk", "relu", "jumprelu")
-SELECTS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
