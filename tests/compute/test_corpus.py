@@ -111,3 +111,55 @@ def test_parquet_without_text_column(tmp_path):
     pq.write_table(pa.table({"text": [1, 2]}), q)
     with pytest.raises(BadInput, match="expected strings"):
         load_corpus(str(q))
+
+
+def test_disk_cache_round_trip_rebuilds_malformed_and_skips_unwritable(tmp_path):
+    from saew.compute.corpus import disk_cached
+
+    built = []
+
+    def build():
+        built.append(1)
+        return ("a prose document", "ünïcode"), ("def f():\n    return 1",)
+
+    path = tmp_path / "cache" / "c.json"
+    first = disk_cached(path, build)
+    assert path.is_file() and len(built) == 1
+    assert disk_cached(path, build) == first and len(built) == 1      # read back, not rebuilt
+    assert not list(path.parent.glob("*.tmp"))                          # the write was a rename
+    for bad in ("{not json", '{"prose": [1], "code": []}', '{"code": []}'):
+        path.write_text(bad)
+        assert disk_cached(path, build) == first
+    assert len(built) == 4 and json.loads(path.read_text())["prose"] == list(first[0])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert disk_cached(blocker / "c.json", build) == first             # cannot write: still built
+    assert disk_cached(None, build) == first and len(built) == 6
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from saew.compute.corpus import cache_dir, stdlib_key
+
+    monkeypatch.setenv("SAEW_CACHE_DIR", str(tmp_path))
+    assert cache_dir() == tmp_path
+    monkeypatch.setenv("SAEW_CACHE_DIR", "none")
+    assert cache_dir() is None
+    monkeypatch.delenv("SAEW_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "saew"
+    assert stdlib_key() == stdlib_key() and len(stdlib_key()) == 32
+
+
+def test_builtin_from_the_cache_equals_a_fresh_parse(monkeypatch, tmp_path):
+    from saew.compute import corpus
+
+    fresh = corpus._parse_stdlib()
+    monkeypatch.setenv("SAEW_CACHE_DIR", str(tmp_path))
+    corpus._stdlib_pieces.cache_clear()
+    try:
+        assert corpus._stdlib_pieces() == fresh                        # parsed, then written
+        corpus._stdlib_pieces.cache_clear()
+        assert corpus._stdlib_pieces() == fresh                        # read back from the file
+        assert len(list(tmp_path.glob("stdlib-corpus-*.json"))) == 1
+    finally:
+        corpus._stdlib_pieces.cache_clear()
