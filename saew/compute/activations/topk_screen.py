@@ -30,8 +30,8 @@ bf16 GEMM runs about 10x faster. This module gets the same codes from one bf16 G
 The result is the TopK of the exactly computed pre-activations: the same features as a float32
 GEMM's TopK except where two pre-activations tie within float32 rounding, and each value the
 correctly rounded float32 of x . w_j + b_j (a float32 GEMM's is within a few ulps of it). One
-numba pass per token (parallel over tokens) does steps 2-4 without any [n, d_sae] float32
-matrix; reference: the screened exact assignment of ``compute.matching`` uses the same
+numba pass per token (parallel over chunks of tokens) does steps 2-4 without any [n, d_sae] float32
+matrix and no sort of d_sae values (``_screened_topk``); reference: the screened exact assignment of ``compute.matching`` uses the same
 screen-and-certify scheme.
 """
 from __future__ import annotations
@@ -73,12 +73,50 @@ def error_coefficients(d_in: int) -> tuple[float, float]:
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _dot64(x, w):
-    """sum_q x_q w_q of two float32 vectors in float64: every product exact, the float64 sum
-    (any order: fastmath lets it vectorise) within d 2^-53 sum |x_q w_q|."""
+    """sum_q x_q w_q of a float64 row (the float32 input, widened) and a float32 vector: every
+    product exact, the float64 sum (any order: fastmath lets it vectorise) within
+    d 2^-53 sum |x_q w_q|."""
     s = 0.0
     for q in range(x.shape[0]):
-        s += np.float64(x[q]) * np.float64(w[q])
+        s += x[q] * np.float64(w[q])
     return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _kth_largest(src, n, k, buf):
+    """The k-th largest of src[:n] (1 <= k <= n): Hoare quickselect on a copy in buf, median of
+    three pivots, O(n) expected; equal values are split between both sides, so runs of ties
+    cost no more than distinct values."""
+    for t in range(n):
+        buf[t] = src[t]
+    target = n - k
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        x0 = buf[lo]
+        x1 = buf[(lo + hi) >> 1]
+        x2 = buf[hi]
+        pivot = max(min(x0, x1), min(max(x0, x1), x2))    # median of three
+        i = lo
+        j = hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = buf[i]
+                buf[i] = buf[j]
+                buf[j] = tmp
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            return pivot                                   # buf[j+1 .. i-1] == pivot
+    return buf[target]
 
 
 @numba.njit(cache=True, parallel=True, nogil=True, fastmath=True)
@@ -89,68 +127,100 @@ def _screened_topk(g16, b, x, wt, xnorm, wmax, bmax, k, a, c):
     (features sorted ascending, their float32 values, the number of exact dot products
     computed; -1 where the bf16 result overflowed).
 
-    The k-th largest screened value is found without a full selection: the smallest of the
-    maxima of k groups of features is a value at least k features reach (tau0 <= the k-th
-    largest), so only the features within 2 E_i of tau0 are sorted."""
+    Per row, in O(d_sae) with no sort of d_sae values:
+
+    * one pass widens the bf16 bits to float32 and takes max_j |G_ij| as an integer maximum of
+      the bits without the sign (bf16 orders like its bit patterns; >= 0x7F80 is inf or nan);
+    * the features split into g = min(d_sae, 4k) contiguous groups; q = G + b and each group's
+      maximum in one pass. The k-th largest group maximum tau0 is reached by k distinct
+      features, so tau0 <= q_(k), the k-th largest q (found by quickselect over g values);
+    * only groups whose maximum is >= tau0 - 2 E_i can hold a candidate; their features with
+      q_j >= tau0 - 2 E_i include every feature >= q_(k). Quickselect gives q_(k) among them,
+      and the candidates are those with q_j >= q_(k) - 2 E_i (module docstring, step 3);
+    * the candidates' exact float64 dot products; the k largest by a rank count (ties: the
+      lower feature), written in feature order.
+
+    Rows are split into at most 64 chunks, one per parallel task, each with its own buffers."""
     n, m = g16.shape
-    gs = m // k
+    g = min(m, 4 * k)
+    gs = m // g
     out_f = np.zeros((n, k), np.int32)
     out_v = np.zeros((n, k), np.float32)
     n_exact = np.zeros(n, np.int64)
-    for i in numba.prange(n):
+    n_chunks = min(n, 64)
+    per = (n + n_chunks - 1) // max(n_chunks, 1)
+    for ch in numba.prange(n_chunks):
         bits = np.empty(m, np.uint32)
-        overflow = 0
-        for j in range(m):
-            h = np.uint32(g16[i, j])
-            overflow |= (h & np.uint32(0x7F80)) == np.uint32(0x7F80)   # inf or nan
-            bits[j] = h << np.uint32(16)
-        if overflow:
-            n_exact[i] = -1
-            continue
-        gv = bits.view(np.float32)
         p = np.empty(m, np.float32)
-        gmax = np.float32(0.0)
-        for j in range(m):
-            gmax = max(gmax, abs(gv[j]))
-            p[j] = gv[j] + b[j]
-        tau0 = np.float32(np.inf)
-        for grp in range(k):
-            hi = m if grp == k - 1 else (grp + 1) * gs
-            mx = p[grp * gs]
-            for j in range(grp * gs + 1, hi):
-                mx = max(mx, p[j])
-            tau0 = min(tau0, mx)
-        e = ((a * np.float64(gmax) + c * xnorm[i] * wmax + 2.0 ** -23 * (np.float64(gmax) + bmax))
-             * (1.0 + 1e-5) + 1e-30)
-        cut0 = np.float64(tau0) - 2.0 * e
+        gmx = np.empty(g, np.float32)
         cand = np.empty(m, np.int64)
-        nc = 0
-        for j in range(m):
-            if p[j] >= cut0:
-                cand[nc] = j
-                nc += 1
-        vals = np.empty(nc, np.float32)
-        for t in range(nc):
-            vals[t] = p[cand[t]]
-        kth = np.sort(vals)[nc - k]          # the k-th largest screened value, >= tau0
-        cut = np.float64(kth) - 2.0 * e
-        nf = 0
-        for t in range(nc):
-            if vals[t] >= cut:
-                cand[nf] = cand[t]
-                nf += 1
-        exact = np.empty(nf, np.float64)
-        for t in range(nf):
-            j = cand[t]
-            exact[t] = np.float64(np.float32(_dot64(x[i], wt[j]) + np.float64(b[j])))
-        n_exact[i] = nf
-        # the k largest exact values, ties by the lower feature (cand is ascending): a stable
-        # sort of -exact, then the chosen back in feature order
-        order = np.sort(np.argsort(-exact, kind="mergesort")[:k])
-        for t in range(k):
-            v = exact[order[t]]
-            out_f[i, t] = cand[order[t]]
-            out_v[i, t] = np.float32(v if v > 0.0 else 0.0)
+        vals = np.empty(m, np.float32)
+        buf = np.empty(m, np.float32)
+        exact = np.empty(m, np.float64)
+        xr = np.empty(x.shape[1], np.float64)
+        one = np.empty(1, np.uint32)
+        one_f = one.view(np.float32)
+        for i in range(ch * per, min(n, (ch + 1) * per)):
+            hmax = np.uint32(0)
+            for j in range(m):
+                h = np.uint32(g16[i, j])
+                hmax = max(hmax, h & np.uint32(0x7FFF))
+                bits[j] = h << np.uint32(16)
+            if hmax >= np.uint32(0x7F80):                  # inf or nan in the bf16 result
+                n_exact[i] = -1
+                continue
+            one[0] = hmax << np.uint32(16)
+            gmax = np.float64(one_f[0])                      # max_j |G_ij|
+            gv = bits.view(np.float32)
+            for grp in range(g):
+                lo = grp * gs
+                hi = m if grp == g - 1 else lo + gs
+                mx = gv[lo] + b[lo]
+                p[lo] = mx
+                for j in range(lo + 1, hi):
+                    v = gv[j] + b[j]
+                    p[j] = v
+                    mx = v if v > mx else mx
+                gmx[grp] = mx
+            tau0 = _kth_largest(gmx, g, k, buf)
+            e = ((a * gmax + c * xnorm[i] * wmax + 2.0 ** -23 * (gmax + bmax))
+                 * (1.0 + 1e-5) + 1e-30)
+            cut0 = np.float64(tau0) - 2.0 * e
+            nc = 0
+            for grp in range(g):
+                if gmx[grp] >= cut0:
+                    lo = grp * gs
+                    hi = m if grp == g - 1 else lo + gs
+                    for j in range(lo, hi):
+                        if p[j] >= cut0:
+                            cand[nc] = j
+                            vals[nc] = p[j]
+                            nc += 1
+            kth = _kth_largest(vals, nc, k, buf)            # q_(k): nc >= k by construction
+            cut = np.float64(kth) - 2.0 * e
+            nf = 0
+            for t in range(nc):
+                if vals[t] >= cut:
+                    cand[nf] = cand[t]
+                    nf += 1
+            for q in range(x.shape[1]):
+                xr[q] = np.float64(x[i, q])
+            for t in range(nf):
+                j = cand[t]
+                exact[t] = np.float64(np.float32(_dot64(xr, wt[j]) + np.float64(b[j])))
+            n_exact[i] = nf
+            o = 0
+            for t in range(nf):                            # rank: larger, or equal and lower
+                r = 0
+                et = exact[t]
+                for s2 in range(nf):
+                    es = exact[s2]
+                    r += (es > et) | ((es == et) & (s2 < t))
+                if r < k:
+                    v = exact[t]
+                    out_f[i, o] = cand[t]
+                    out_v[i, o] = np.float32(v if v > 0.0 else 0.0)
+                    o += 1
     return out_f, out_v, n_exact
 
 

@@ -118,3 +118,23 @@ def test_harvest_screen_gives_the_float32_codes(lake, saew, tmp_path):
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-5, atol=1e-6)
     code, out, err = saew(*base, "--screen", "int8")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--screen" in err
+
+
+@pytest.mark.parametrize("n, m, k", [(1, 64, 64), (5, 64, 63), (130, 96, 1)])
+def test_exact_ties_go_to_the_lower_feature_and_edge_shapes(n, m, k):
+    """Duplicated encoder columns tie exactly: the lower feature wins, as a stable sort of the
+    float64 oracle; k = d_sae, k = 1 and a single row run the same selection."""
+    d = 32
+    p = make_sae(d, m, "topk", seed=3, k=k, apply_b_dec_to_input=False)
+    w = p.w_enc.copy()
+    b = p.b_enc.copy()
+    for lo, hi in ((5, 9), (9, 40), (0, m - 1)):
+        w[:, hi] = w[:, lo]
+        b[hi] = b[lo]
+    sae = TorchSAE.from_params(type(p)(**{**p.__dict__, "w_enc": w, "b_enc": b}))
+    x = torch.from_numpy(np.random.default_rng(n).standard_normal((n, d)).astype(np.float32) * 2)
+    rows, feat, val = ScreenedTopK.prepare(sae).encode_sparse(x)
+    idx, exp = _oracle(sae, x)
+    want = np.zeros((n, m), np.float32)
+    np.put_along_axis(want, idx, exp, 1)
+    np.testing.assert_array_equal(_dense(rows, feat, val, n, m), want)
