@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/coactivation.py [--tokens 600000] [--k 32] [--d-sae 32768]
                                            [--dist zipf|uniform] [--correlate] [--shard-tokens S]
+                                           [--layers 2] [--executors local] [--workers 2]
 
 Builds one synthetic release (two layers with --correlate) of ``--tokens`` tokens with ``--k``
 active features each (drawn without repetition per token, from a Zipf-like frequency law
@@ -11,7 +12,11 @@ its own subprocess so peak memories are separate:
 * ``saew coactivation`` end to end (read the activations partition, count, write the Parquet
   partition), wall time and peak RSS;
 * the baseline: scipy ``A.T @ A`` (CSR, int32 data) on the same matrix, plus ``triu(., 1)``;
-* with ``--correlate``: ``saew correlate`` between the two layers.
+* with ``--correlate``: ``saew correlate`` over the ``--layers`` layers (default 2: one pair;
+  each adjacent pair is a unit), once per ``--executors`` mode: ``local`` is ``--executor local
+  --workers 1`` (the pairs one after another in this process, the kernels on every core),
+  ``ray`` is ``--executor ray --workers N`` (a local Ray cluster started by the command, its
+  start-up included, each task single-threaded).
 
 Figures are printed as ratios to the baseline measured in the same run, plus peak memory.
 The JIT is warmed on a tiny release first (numba caches compiled kernels on disk). The
@@ -144,8 +149,18 @@ def main() -> None:
                     help="write the activations in token shards of this size (default: one)")
     ap.add_argument("--build-home", default=None, help=argparse.SUPPRESS)   # internal: build and exit
     ap.add_argument("--release", default="bench", help=argparse.SUPPRESS)
-    ap.add_argument("--layers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--layers", type=int, default=None,
+                    help="layers of the synthetic release (default 1; 2 with --correlate)")
+    ap.add_argument("--executors", default="local",
+                    help="comma-separated correlate modes: local (--workers 1), ray (--workers N)")
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers for --executors ray")
     a = ap.parse_args()
+    a.layers = a.layers or (2 if a.correlate else 1)
+    modes = {"local": ["--executor", "local", "--workers", "1"],
+             "ray": ["--executor", "ray", "--workers", str(a.workers)]}
+    bad = [m for m in a.executors.split(",") if m not in modes]
+    if bad:
+        ap.error(f"--executors: unknown mode {bad[0]!r} (local, ray)")
     if a.build_home:
         build_home(Path(a.build_home), a.tokens, a.k, a.d_sae, a.dist, a.layers, a.release, a.shard_tokens)
         return
@@ -164,9 +179,9 @@ def main() -> None:
         for step in ("coactivation", "correlate"):
             child([py, "-m", "saew", step, "--release", "warm", "--home", str(home)])
         t0 = time.perf_counter()
-        build(home, a.tokens, a.k, a.d_sae, 2 if a.correlate else 1, "bench", a.shard_tokens)
-        print(f"setup: {time.perf_counter() - t0:.1f}s ({a.tokens} tokens x {a.k} active x "
-              f"{a.d_sae} features, {a.dist}, shards of {a.shard_tokens or a.tokens} tokens)")
+        build(home, a.tokens, a.k, a.d_sae, a.layers, "bench", a.shard_tokens)
+        print(f"setup: {time.perf_counter() - t0:.1f}s ({a.layers} layers x {a.tokens} tokens x {a.k} "
+              f"active x {a.d_sae} features, {a.dist}, shards of {a.shard_tokens or a.tokens} tokens)")
         res: dict[str, dict] = {}
         if not a.no_baseline:
             wall, peak, out, cpu = child([py, "-c", BASELINE, str(home), "bench", str(a.d_sae)])
@@ -177,10 +192,13 @@ def main() -> None:
                "--home", str(home)]
         wall, peak, out, cpu = child(cmd)
         res["saew coactivation (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
-        if a.correlate:
+        for mode in a.executors.split(",") if a.correlate else []:
             wall, peak, out, cpu = child([py, "-m", "saew", "correlate", "--release", "bench",
-                                          "--home", str(home)])
-            res["saew correlate (end to end)"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
+                                          "--home", str(home), *modes[mode]])
+            res[f"saew correlate ({mode})"] = {"seconds": wall, "peak_gb": peak, "out": out, "cpu": cpu}
+        if {"saew correlate (local)", "saew correlate (ray)"} <= res.keys():
+            print(f"correlate, local --workers 1 / ray --workers {a.workers}: "
+                  f"{res['saew correlate (local)']['seconds'] / res['saew correlate (ray)']['seconds']:.2f}x")
         base = res.get("scipy A^T A + triu", {})
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times inflate "
               f"with contention; CPU seconds do not)")

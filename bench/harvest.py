@@ -181,8 +181,7 @@ def throughput(a) -> None:
             encode[screen] = time.perf_counter() - t0
     del caught
 
-    took = {}
-    for screen in encoders:
+    def harvest(screen: str, tokens: int) -> float:
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "home"
             lake = Lake(home)
@@ -190,9 +189,15 @@ def throughput(a) -> None:
                 put_sae(lake, "bench", L, make_sae(384, a.d_sae, "topk", seed=L, k=a.k))
             t0 = time.perf_counter()
             code, out, err = run_saew(home, "harvest", "--release", "bench", "--model", "minilm",
-                                      "--corpus", "builtin", "--tokens", str(a.tokens), "--screen", screen)
-            took[screen] = time.perf_counter() - t0
+                                      "--corpus", "builtin", "--tokens", str(tokens), "--screen", screen)
             assert code == 0, err
+            return time.perf_counter() - t0
+
+    # all included at --tokens, then again at 3 x --tokens: the marginal rate 2 N / (t(3N) - t(N))
+    # is harvest's steady state, without its fixed costs (model and SAE loading, per-layer
+    # metadata and commits), which t(N) - N / marginal estimates
+    took = {screen: harvest(screen, a.tokens) for screen in encoders}
+    took3 = {screen: harvest(screen, 3 * a.tokens) for screen in encoders}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"layers={a.layers} d_sae={a.d_sae} topk k={a.k}")
     print(f"plain forward 8 x 128 : {plain:8.0f} tok/s (full batches of real tokens)")
@@ -205,6 +210,9 @@ def throughput(a) -> None:
               f"{a.d_sae}: {encode[screen] / fwd:.2f} x the bare forward's time); forward + encodes "
               f"{ceiling:6.0f} tok/s ({ceiling / bare:.2f} x baseline); saew harvest {a.tokens / took[screen]:6.0f} "
               f"tok/s ({a.tokens / took[screen] / bare:.2f} x baseline, all included)")
+        marginal = 2 * a.tokens / max(took3[screen] - took[screen], 1e-9)
+        print(f"{'':19s}  steady state (tokens {a.tokens} -> {3 * a.tokens}) {marginal:6.0f} tok/s "
+              f"({marginal / bare:.2f} x baseline; fixed costs {took[screen] - a.tokens / marginal:.1f} s)")
     print(f"peak RSS              : {peak_mb:.0f} MB")
 
 

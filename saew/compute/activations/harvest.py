@@ -46,6 +46,7 @@ from saew.compute.activations.codes import check_examples, sae_on, sparse_codes,
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
 from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
 from saew.compute.activations.topk_screen import SCREENS, ScreenedTopK, use_screen
+from saew.compute.cpu import trim_heap
 from saew.compute.options import add_device_argument, step_device
 from saew.compute.units import Units
 from saew.errors import BadInput
@@ -213,6 +214,8 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
             write_shard(lake, cfg.release, s, codes)
             units.commit(shard_unit(s))
             n_shards += 1
+            del codes
+            trim_heap()     # the shard's freed codes back to the OS: memory follows the shard
 
     bar = progress(total=cfg.tokens, desc="harvest", unit="tok")
     batches = model.iter_batches(docs, cfg.tokens, sorted(by_block), batch_size=cfg.batch_size,
