@@ -40,6 +40,17 @@ activations and incidence plus the running pairs (16 bytes each), which are boun
 feature space but grow with the corpus until they saturate: with 32,768 features, 250k tokens
 have 61M co-activation pairs and 1M tokens 127M (1 GB and 2 GB of counts), so there the peak
 follows the result's size, not the shard's.
+
+Executors for correlate at the GPT-2-v5-32k shape (2026-12-04, idle):
+
+    bench/coactivation.py --tokens 250000 --d-sae 32768 --correlate --layers 12 --executors local,ray --no-baseline
+       saew correlate (local)   wall 57.0 s  cpu 87.9 s  peak 1.37 GB   11 pairs, 3,918,528 rows
+       saew correlate (ray)     wall 76.1 s  (the tasks' CPU is not counted)   0.75x
+
+The serial run keeps 1.54 of the 2 cores busy (numba and BLAS threads), so no second worker can
+make it more than 2 / 1.54 = 1.30x faster here; Ray's tasks also rebuild each pair's source
+(the serial run reuses the previous pair's destination) and the command pays Ray's start-up.
+Peak memory with Ray is the saew process's only (its workers are the raylet's children).
 """
 from __future__ import annotations
 

@@ -16,13 +16,23 @@ U32 = 2.0 ** -24  # unit roundoff of float32
 SELECT_DTYPES = ("auto", "float32", "bfloat16")
 
 
+@functools.cache
+def _cpu_flags() -> str:
+    """The text of /proc/cpuinfo, read once ('' where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, Linux flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", _cpu_flags()))
+
+
+def native_amx() -> bool:
+    """Whether this CPU has AMX-BF16 tiles (Intel Sapphire Rapids and later, Linux flags)."""
+    return bool(re.search(r"\bamx_bf16\b", _cpu_flags()))
 
 
 @functools.cache

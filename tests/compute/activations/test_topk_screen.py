@@ -30,21 +30,22 @@ def _dense(rows, feat, val, n, m) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("depth", [1, 3])
 @pytest.mark.parametrize("d, m, k, ln", [(384, 4096, 32, False), (64, 512, 8, True), (48, 100, 7, False)])
-def test_screened_topk_is_the_float64_topk(d, m, k, ln):
+def test_screened_topk_is_the_float64_topk(d, m, k, ln, depth):
     sae = TorchSAE.from_params(make_sae(d, m, "topk", seed=d, k=k,
                                         normalize="layer_norm" if ln else "none"))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(300, d, generator=g) * 3
     x[:, 0] *= 40                                   # an outlier dimension, as LM residuals have
-    scr = ScreenedTopK.prepare(sae)
+    scr = ScreenedTopK.prepare(sae, depth)
     rows, feat, val = scr.encode_sparse(x)
     idx, exp = _oracle(sae, x)
     want = np.zeros((300, m), np.float32)
     np.put_along_axis(want, idx, exp, 1)
     got = _dense(rows, feat, val, 300, m)
     np.testing.assert_array_equal(got, want)        # the same features, the float64 values in float32
-    assert k <= scr.exact_per_row < 2 * k           # only a few candidates computed exactly
+    assert k <= scr.exact_per_row < (2 if depth == 3 else 4) * k   # only a few computed exactly
     # row-major order, as TorchSAE.encode_sparse
     key = rows.numpy() * m + feat.numpy()
     assert (np.diff(key) > 0).all()
@@ -68,27 +69,54 @@ def test_planted_near_ties_inside_the_bf16_band_are_resolved_exactly():
     p = type(p)(**{**p.__dict__, "w_enc": w, "b_enc": np.zeros(m, np.float32)})
     sae = TorchSAE.from_params(p)
     x = torch.from_numpy(np.tile(base * 5, (20, 1)) + 1e-3 * rng.standard_normal((20, d)).astype(np.float32))
-    scr = ScreenedTopK.prepare(sae)
-    rows, feat, val = scr.encode_sparse(x)
-    idx, exp = _oracle(sae, x)
-    np.testing.assert_array_equal(feat.numpy().reshape(20, k), idx)
-    np.testing.assert_array_equal(val.numpy().reshape(20, k), exp)
-    assert scr.exact_per_row >= 8                   # every near-tie was computed exactly
+    for depth in (1, 3):
+        scr = ScreenedTopK.prepare(sae, depth)
+        rows, feat, val = scr.encode_sparse(x)
+        idx, exp = _oracle(sae, x)
+        np.testing.assert_array_equal(feat.numpy().reshape(20, k), idx)
+        np.testing.assert_array_equal(val.numpy().reshape(20, k), exp)
+        assert scr.exact_per_row >= 8               # every near-tie was computed exactly
     # the planted values are closer than the bound's own width: bf16 alone could not order them
     a, _ = error_coefficients(d)
     top = np.sort(exp, axis=1)[:, ::-1]
     assert (top[:, 0] - top[:, 1] < a * top[:, 0]).all()
 
 
-def test_overflow_falls_back_to_the_float32_path():
+@pytest.mark.parametrize("depth", [1, 3])
+def test_overflow_falls_back_to_the_float32_path(depth):
     sae = TorchSAE.from_params(make_sae(16, 32, "topk", seed=2, k=3))
     x = torch.full((4, 16), 3e38)
     x[:, ::2] *= -1
-    scr = ScreenedTopK.prepare(sae)
+    scr = ScreenedTopK.prepare(sae, depth)
     got = scr.encode_sparse(x)
     want = sae.encode_sparse(x)
     for a, b in zip(got, want):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_the_error_bound_holds_for_every_entry(depth):
+    """|x_i . w_j - G_ij| <= a |G_ij| + c ||x_i|| ||w_j|| for every (i, j) of the screening
+    GEMM, against float64 products, with an outlier dimension and tiny and huge scales; the
+    1-deep bound is wider than the 3-deep one."""
+    rng = np.random.default_rng(depth)
+    d, m = 256, 700
+    x = rng.standard_normal((200, d)) * np.logspace(-3, 3, 200)[:, None]
+    x[:, 5] *= 50
+    w = rng.standard_normal((d, m)) / 16
+    xt, wt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(w.astype(np.float32))
+    x_h, w_h = xt.to(torch.bfloat16), wt.to(torch.bfloat16)
+    if depth == 3:
+        x_h = torch.cat([x_h, x_h, (xt - x_h.float()).to(torch.bfloat16)], 1)
+        w_h = torch.cat([w_h, (wt - w_h.float()).to(torch.bfloat16), w_h], 0)
+    g = (x_h @ w_h).double().numpy()
+    exact = xt.double().numpy() @ wt.double().numpy()
+    a, c = error_coefficients(d, depth)
+    s = np.linalg.norm(xt.double().numpy(), axis=1)[:, None] * np.linalg.norm(wt.double().numpy(), axis=0)[None]
+    assert (np.abs(exact - g) <= a * np.abs(g) + c * s).all()
+    assert error_coefficients(d, 1)[1] > error_coefficients(d, 3)[1]
+    with pytest.raises(ValueError):
+        error_coefficients(d, 2)
 
 
 def test_use_screen():
@@ -133,8 +161,9 @@ def test_exact_ties_go_to_the_lower_feature_and_edge_shapes(n, m, k):
         b[hi] = b[lo]
     sae = TorchSAE.from_params(type(p)(**{**p.__dict__, "w_enc": w, "b_enc": b}))
     x = torch.from_numpy(np.random.default_rng(n).standard_normal((n, d)).astype(np.float32) * 2)
-    rows, feat, val = ScreenedTopK.prepare(sae).encode_sparse(x)
     idx, exp = _oracle(sae, x)
     want = np.zeros((n, m), np.float32)
     np.put_along_axis(want, idx, exp, 1)
-    np.testing.assert_array_equal(_dense(rows, feat, val, n, m), want)
+    for depth in (1, 3):
+        rows, feat, val = ScreenedTopK.prepare(sae, depth).encode_sparse(x)
+        np.testing.assert_array_equal(_dense(rows, feat, val, n, m), want)
