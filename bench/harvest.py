@@ -37,6 +37,18 @@ tok/s during the run; the ratios are good to about +-0.15):
                        forward + encodes 0.56 x              0.70 x
                        harvest, all included 0.25 x          0.39 x
                        harvest, steady state 0.52 x          0.61 x
+    (those bfloat16 rows are the 3-deep screen; the 1-deep one, now the default without AMX:
+    91 exact dot products per token per layer, encodes 0.54 x, forward + encodes 0.65 x, harvest
+    all included 0.27 x, steady state 0.58 x at 4,096)
+
+    bench/harvest.py --scale 250000,1000000 --layers 6 --shard-tokens 250000   (3-deep screen)
+       tokens          step   wall s    cpu s   tok/s  peak GB
+       250000       harvest    146.4    272.0    1708     2.25
+       250000  coactivation      6.0      7.9   41634     0.86
+       250000     correlate     19.6     26.7   12774     1.33
+      1000000       harvest    567.3   1081.6    1763     2.85   (2.93 before trim_heap)
+      1000000  coactivation     16.4     24.0   60871     0.95
+      1000000     correlate    130.8    176.2    7642     1.45
 
 Measured (2026-12-03, idle, Intel with AMX, the previous screen kernel):
 
