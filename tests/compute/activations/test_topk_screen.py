@@ -167,3 +167,15 @@ def test_exact_ties_go_to_the_lower_feature_and_edge_shapes(n, m, k):
     for depth in (1, 3):
         rows, feat, val = ScreenedTopK.prepare(sae, depth).encode_sparse(x)
         np.testing.assert_array_equal(_dense(rows, feat, val, n, m), want)
+
+
+def test_screen_depth_keeps_the_tight_bound_for_narrow_saes_and_with_amx(monkeypatch):
+    from saew.compute.activations import topk_screen
+
+    assert topk_screen.screen_depth(384, 1536) == 3
+    monkeypatch.setattr(topk_screen, "native_amx", lambda: False)
+    assert topk_screen.screen_depth(384, 4096) == 1
+    monkeypatch.setattr(topk_screen, "native_amx", lambda: True)
+    assert topk_screen.screen_depth(384, 4096) == 3
+    sae = TorchSAE.from_params(make_sae(16, 128, "topk", seed=1, k=4))
+    assert ScreenedTopK.prepare(sae).depth == 3      # 128 >= 6 x 16 but AMX (patched) keeps 3
