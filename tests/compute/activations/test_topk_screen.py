@@ -128,8 +128,10 @@ def test_use_screen():
 
 def test_harvest_screen_gives_the_float32_codes(lake, saew, tmp_path):
     """``--screen bfloat16`` and ``--screen float32`` harvest the same (layer, token, feature)
-    rows, values within float32 rounding; a bad ``--screen`` is one line, exit 2."""
+    rows, values within float32 rounding, for a narrow and a wide TopK SAE (the two screen
+    depths on a CPU without AMX) beside a ReLU one; a bad ``--screen`` is one line, exit 2."""
     put_sae(lake, "r", 1, make_sae(384, 512, "topk", seed=7, k=16))
+    put_sae(lake, "r", 2, make_sae(384, 2400, "topk", seed=9, k=16))   # >= 6 d_in: 1-deep without AMX
     put_sae(lake, "r", 3, make_sae(384, 64, "relu", seed=8))
     corpus = write_txt(tmp_path / "c.txt")
     base = ("harvest", "--release", "r", "--model", "minilm", "--corpus", corpus, "--tokens", 40,
