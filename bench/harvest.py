@@ -239,10 +239,10 @@ def throughput(a) -> None:
             assert code == 0, err
             return time.perf_counter() - t0, base
 
-    # all included at --tokens, then again at 3 x --tokens: the marginal rate 2 N / (t(3N) - t(N))
-    # is harvest's steady state, without its fixed costs (model and SAE loading, per-layer
-    # metadata and commits), which t(N) - N / marginal estimates
-    # each (bare forward, harvest) pair --repeat times, alternating sizes and screens; medians
+    # harvest at --tokens N and at 3N, each (bare forward, harvest) pair --repeat times,
+    # alternating sizes and screens; medians. The marginal rate 2N / (t(3N) - t(N)) is the
+    # steady state, without the fixed costs (model and SAE loading, per-layer metadata and
+    # commits), which t(N) - N / marginal estimates
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(a.repeat):
         for screen in encoders:

@@ -77,12 +77,45 @@ def screen_depth(d_in: int, d_sae: int) -> int:
     return 3 if native_amx() or d_sae < 6 * d_in else 1
 
 
+DEPTHS = (1, 3)   # the screening GEMM's depths, in units of d_in
+
+
+def _check_depth(depth: int) -> None:
+    if depth not in DEPTHS:
+        raise ValueError(f"screen depth {depth}: one of {DEPTHS}")
+
+
+def _bf16_stack(t, order: tuple[int, int, int], dim: int, depth: int):
+    """t in bf16 (depth 1), or its bf16 high part h and the bf16 rounding of its low part l
+    stacked along ``dim`` in ``order`` (0 = h, 1 = l; depth 3)."""
+    import torch
+
+    hi = t.to(torch.bfloat16)
+    if depth == 1:
+        return hi
+    parts = (hi, (t - hi.to(torch.float32)).to(torch.bfloat16))
+    return torch.cat([parts[o] for o in order], dim)
+
+
+def screen_lhs(x, depth: int):
+    """L of the screening GEMM G = L @ R (module docstring, step 1): [x_h | x_h | x_l] for
+    depth 3, x_h for depth 1."""
+    _check_depth(depth)
+    return _bf16_stack(x, (0, 0, 1), 1, depth)
+
+
+def screen_rhs(w, depth: int):
+    """R of G = L @ R: [W_h ; W_l ; W_h] for depth 3 (with L: x_h W_h + x_h W_l + x_l W_h), W_h
+    for depth 1."""
+    _check_depth(depth)
+    return _bf16_stack(w, (0, 1, 0), 0, depth)
+
+
 def error_coefficients(d_in: int, depth: int = 3) -> tuple[float, float]:
     """(a, c) of the bound e_ij = a |G_ij| + c ||x_i|| ||w_j|| for the GEMM of depth ``depth``
     x d_in (module docstring, step 2; the kernel applies it with the row's maxima of |G_ij| and
     ||w_j||)."""
-    if depth not in (1, 3):
-        raise ValueError(f"screen depth {depth}: 1 or 3")
+    _check_depth(depth)
     u = U16
     n = depth * d_in
     gamma = n * U32 / (1 - n * U32)
@@ -142,6 +175,13 @@ def _kth_largest(src, n, k, buf):
     return buf[target]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group(grp, g, gs, m):
+    """[lo, hi) of feature group grp of g contiguous groups of gs (the last takes the rest)."""
+    lo = grp * gs
+    return lo, (m if grp == g - 1 else lo + gs)
+
+
 @numba.njit(cache=True, parallel=True, nogil=True, fastmath=True)
 def _screened_topk(g16, b, x, wt, xnorm, wmax, bmax, k, a, c):
     """Per row i: the k features of largest exact pre-activation x_i . wt_j + b_j, screened
@@ -196,8 +236,7 @@ def _screened_topk(g16, b, x, wt, xnorm, wmax, bmax, k, a, c):
             gmax = np.float64(one_f[0])                      # max_j |G_ij|
             gv = bits.view(np.float32)
             for grp in range(g):
-                lo = grp * gs
-                hi = m if grp == g - 1 else lo + gs
+                lo, hi = _group(grp, g, gs, m)
                 mx = gv[lo] + b[lo]
                 p[lo] = mx
                 for j in range(lo + 1, hi):
@@ -212,8 +251,7 @@ def _screened_topk(g16, b, x, wt, xnorm, wmax, bmax, k, a, c):
             nc = 0
             for grp in range(g):
                 if gmx[grp] >= cut0:
-                    lo = grp * gs
-                    hi = m if grp == g - 1 else lo + gs
+                    lo, hi = _group(grp, g, gs, m)
                     for j in range(lo, hi):
                         if p[j] >= cut0:
                             cand[nc] = j
@@ -271,8 +309,7 @@ class ScreenedTopK:
         depth = screen_depth(*sae.w_enc.shape) if depth is None else depth
         a, c = error_coefficients(sae.w_enc.shape[0], depth)
         w = sae.w_enc.detach().to("cpu", torch.float32).contiguous()
-        w_h = w.to(torch.bfloat16)
-        w_cat = torch.cat([w_h, (w - w_h.to(torch.float32)).to(torch.bfloat16), w_h], 0) if depth == 3 else w_h
+        w_cat = screen_rhs(w, depth)
         wt = np.ascontiguousarray(w.numpy().T)
         wnorm = np.sqrt(np.einsum("jd,jd->j", wt.astype(np.float64), wt.astype(np.float64)))
         b = np.ascontiguousarray(sae.b_enc.detach().cpu().numpy(), np.float32)
@@ -288,10 +325,7 @@ class ScreenedTopK:
         xn = xc.numpy()
         if not np.isfinite(xn).all():
             return s.encode_sparse(x)
-        x_h = xc.to(torch.bfloat16)
-        if self.depth == 3:
-            x_h = torch.cat([x_h, x_h, (xc - x_h.to(torch.float32)).to(torch.bfloat16)], 1)
-        g = x_h @ self.w_cat
+        g = screen_lhs(xc, self.depth) @ self.w_cat
         g16 = g.view(torch.int16).numpy().view(np.uint16)
         xnorm = np.sqrt(np.einsum("id,id->i", xn.astype(np.float64), xn.astype(np.float64))) * (1 + 1e-12)
         k = min(int(s.k), g16.shape[1])

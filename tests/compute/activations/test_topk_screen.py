@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from saew.compute.activations.topk_screen import ScreenedTopK, error_coefficients, use_screen
+from saew.compute.activations.topk_screen import (ScreenedTopK, error_coefficients, screen_lhs, screen_rhs,
+                                                  use_screen)
 from saew.sae.encode import TorchSAE
 from tests.factories import make_sae, put_sae
 from tests.factories_harvest import write_txt
@@ -105,18 +106,15 @@ def test_the_error_bound_holds_for_every_entry(depth):
     x[:, 5] *= 50
     w = rng.standard_normal((d, m)) / 16
     xt, wt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(w.astype(np.float32))
-    x_h, w_h = xt.to(torch.bfloat16), wt.to(torch.bfloat16)
-    if depth == 3:
-        x_h = torch.cat([x_h, x_h, (xt - x_h.float()).to(torch.bfloat16)], 1)
-        w_h = torch.cat([w_h, (wt - w_h.float()).to(torch.bfloat16), w_h], 0)
-    g = (x_h @ w_h).double().numpy()
+    g = (screen_lhs(xt, depth) @ screen_rhs(wt, depth)).double().numpy()   # the GEMM encodes run
     exact = xt.double().numpy() @ wt.double().numpy()
     a, c = error_coefficients(d, depth)
     s = np.linalg.norm(xt.double().numpy(), axis=1)[:, None] * np.linalg.norm(wt.double().numpy(), axis=0)[None]
     assert (np.abs(exact - g) <= a * np.abs(g) + c * s).all()
     assert error_coefficients(d, 1)[1] > error_coefficients(d, 3)[1]
-    with pytest.raises(ValueError):
-        error_coefficients(d, 2)
+    for bad in (lambda: error_coefficients(d, 2), lambda: screen_lhs(xt, 2), lambda: screen_rhs(wt, 2)):
+        with pytest.raises(ValueError):
+            bad()
 
 
 def test_use_screen():
