@@ -15,7 +15,8 @@ the same tables the compute steps write, so the same SQL and dbt models analyse 
   dropped; cost is NULL when absent.
 * activations: a scipy sparse ``.npz`` (tokens x features, ``scipy.sparse.save_npz``; token_id =
   row) or ``.parquet`` (token_id, feature, value; then ``--n-tokens`` is required). Only non-zero
-  values are stored; ``activation_sets`` gets n_tokens (matrix rows, or ``--n-tokens``).
+  values are stored; ``activation_sets`` gets n_tokens (matrix rows, or ``--n-tokens``). The rows
+  computed from the layer's previous activations are dropped (``storage.lineage``).
 
 Every input names an ingested SAE (release, layer) and features below its d_sae, else exit 2;
 labels and clusters fit int32, probabilities lie in [0, 1], activations are > 0, FLOAT columns
@@ -32,6 +33,7 @@ from saew.errors import BadInput
 from saew.ingest import validate
 from saew.ingest.formats.raw import require_file
 from saew.ingest.tables import floats, in_range, ints, read_npy, read_sparse, read_table, unique, unique_pairs
+from saew.storage.lineage import drop_from_activations
 from saew.storage.saes import d_sae, layers
 
 MIN_MASS = 1e-9
@@ -284,6 +286,7 @@ def run_activations(args, ctx) -> str:
     if dup.any():
         k = int(np.flatnonzero(dup)[0])
         raise BadInput(f"{path}: token {int(tok[k])} feature {int(feat[k])} appears more than once")
+    drop_from_activations(lake, release, [layer])
     lake.write("activations", {"token_id": tok, "feature": feat.astype(np.int32),
                                "value": val.astype(np.float32)}, release=release, layer=layer)
     lake.write("activation_sets", {"n_tokens": [int(n_tokens)], "source": ["ingest"], "run_id": [ctx.run_id]},

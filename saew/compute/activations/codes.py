@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector, TokenTable, example_rows
 from saew.errors import BadInput
+from saew.storage.lineage import drop_from_activations
 
 
 def check_examples(k: int) -> None:
@@ -49,11 +50,13 @@ def write_harvest(lake, release: str, run_id: str, batches: list, coo: dict[int,
     """Write ``tokens`` (from the batches' token metadata), one ``activations`` partition per
     layer (the concatenated COO pieces, the layer written whole: shard 0), ``activation_sets``
     and ``examples`` (from ``selectors`` when the caller streamed the batches through them, else
-    selected here over the pieces); (tokens seen, mean L0 per layer)."""
+    selected here over the pieces), dropping the rows computed from the layers' previous
+    activations (``storage.lineage``); (tokens seen, mean L0 per layer)."""
     n_seen = sum(len(b) for b in batches)
     if n_seen == 0:
         raise BadInput(f"--corpus {corpus}: produced no tokens")
     cols, toks = token_table(batches)
+    drop_from_activations(lake, release, sorted(coo))
     lake.write("tokens", cols, release=release)
     n_active = {}
     for L in sorted(coo):

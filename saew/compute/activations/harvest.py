@@ -11,8 +11,10 @@ Token shards (``--shard-tokens`` S, default 1,000,000): shard s holds the token 
 its codes are written as ``activations`` partitions ``layer=L/shard=s`` of every layer and
 committed (``Lake.commit_unit``, unit ``shard=s``), so memory holds one shard of codes, never a
 whole layer. The first unit also drops the release's previous activations, activation sets,
-examples and tokens of these layers (a half-finished re-run is never mixed with the old one:
-its layers have no ``activation_sets`` row until the run ends). The last unit writes ``tokens``
+examples and tokens of these layers, and the rows computed from them (co-activations,
+correlations, communities, graphs, reconstruction, interventions: ``storage.lineage``; the
+output says which went); a half-finished re-run is never mixed with the old one: its layers
+have no ``activation_sets`` row until the run ends. The last unit writes ``tokens``
 (one partition per release), ``activation_sets`` (n_tokens = every token seen, active or not)
 and ``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected
 batch by batch as the run goes: ``compute.activations.examples``; the window activations are
@@ -51,6 +53,7 @@ from saew.compute.options import add_device_argument, step_device
 from saew.compute.units import Units
 from saew.errors import BadInput
 from saew.progress import progress
+from saew.storage.lineage import drop_from_activations
 from saew.storage.saes import load_sae, require_release
 
 
@@ -141,11 +144,14 @@ def _lake_lookup(lake, release: str, layer: int):
 
 
 def _drop_previous(lake, release: str, layers: list[int]) -> None:
-    """Stage, with the first shard, the removal of what the run replaces (see module docstring)."""
+    """Stage, with the first shard, the removal of what the run replaces (see module docstring):
+    the previous activations, activation sets, examples and tokens, and every row computed from
+    them (``storage.lineage``, which notes what went)."""
     for L in layers:
         for table in ("activations", "activation_sets", "examples"):
             lake.delete_partition(table, release=release, layer=int(L))
     lake.delete_partition("tokens", release=release)
+    drop_from_activations(lake, release, layers)
 
 
 def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
