@@ -85,6 +85,21 @@ def test_tl_model_matches_run_with_cache():
         torch.testing.assert_close(r[L], torch.cat(expected[L]), atol=1e-5, rtol=1e-5)
 
 
+def test_an_abandoned_batch_iterator_leaves_grad_mode_alone():
+    """The forward runs in inference mode, the caller between batches does not; a caller that
+    stops mid-corpus (an exception) leaves autograd as it was (it once stayed off for the rest
+    of the process)."""
+    m = load_model_from_tl(tiny_tl_model(), "tiny")
+    it = m.iter_batches(DOCS, 60, [0, 1], batch_size=2, seq_len=20)
+    b = next(it)
+    assert b.resid[1].shape[1] == 32 and not b.resid[1].requires_grad
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    del it, b
+    w = torch.ones(3, requires_grad=True)
+    (w * 2).sum().backward()
+    assert w.grad.tolist() == [2.0, 2.0, 2.0]
+
+
 def test_bad_models_and_arguments(minilm, tmp_path):
     with pytest.raises(BadInput, match="unknown model"):
         load_model("no-such-model")

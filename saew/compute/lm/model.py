@@ -177,8 +177,13 @@ class LoadedModel:
             nonlocal next_id
             lens = [len(c[2]) for c in chunk]
             n = sum(lens)
-            raw = {} if skip is not None and skip(next_id, n) else \
-                self._forward([c[2] for c in chunk], points, wanted)
+            raw = {}
+            if skip is None or not skip(next_id, n):
+                # inference mode around the forward only: a mode entered around the yields would
+                # stay on in the caller's thread while it runs, and after it, if the generator is
+                # abandoned (an exception in the caller)
+                with torch.inference_mode():
+                    raw = self._forward([c[2] for c in chunk], points, wanted)
             out = Batch(
                 token_ids=np.arange(next_id, next_id + n, dtype=np.int64),
                 doc=np.repeat(np.asarray([c[0] for c in chunk], np.int32), lens),
@@ -188,14 +193,13 @@ class LoadedModel:
             next_id += n
             return out
 
-        with torch.inference_mode():
-            for seq in self.sequences(docs, n_tokens, seq_len):
-                pending.append(seq)
-                if len(pending) == batch_size:
-                    yield flush(pending)
-                    pending = []
-            if pending:
+        for seq in self.sequences(docs, n_tokens, seq_len):
+            pending.append(seq)
+            if len(pending) == batch_size:
                 yield flush(pending)
+                pending = []
+        if pending:
+            yield flush(pending)
 
     def _forward(self, seqs: list[list[int]], points: dict[int, str],
                  wanted: list[tuple[str, int]] | None = None) -> dict[Any, Any]:
