@@ -18,6 +18,9 @@ included, also with ``--shared-ray``), sampled every 0.1 s with psutil. Without 
 commands do, and that start-up is in its wall time; ``--shared-ray`` starts one for all steps.
 
 Ingest and build take no executor option: they run the same way in both modes (timed in both).
+``--steps ingest,transport`` (transport without cluster) first ingests planted labels (each
+decoder row's nearest generating centre: 1,024 clusters per layer, ``saew ingest clusters``,
+not timed), so transport can be measured without the 12-minute cluster step.
 """
 from __future__ import annotations
 
@@ -85,7 +88,16 @@ def synthetic_release(root: Path, n_layers: int, d_sae: int, d_in: int, seed: in
         folders.append(write_folder(root / f"blocks.{layer}.hook_resid_post", p,
                                     metadata={"model_name": "gpt2-small",
                                               "hook_name": f"blocks.{layer}.hook_resid_post"}))
+        np.save(root / f"labels_{layer}.npy", np.argmax(w @ centres.T, axis=1).astype(np.int32))
     return folders
+
+
+def planted_labels(home: Path, root: Path, n_layers: int) -> None:
+    """``saew ingest clusters`` of each layer's planted labels (``synthetic_release``'s
+    labels_L.npy) in the decoder space."""
+    for layer in range(n_layers):
+        run_step(home, ["ingest", "clusters", str(root / f"labels_{layer}.npy"), "--release", RELEASE,
+                        "--layer", str(layer), "--space", "decoder"])
 
 
 def _tree_rss(proc) -> int:
@@ -182,6 +194,8 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
             fig[mode] = {}
             for step in steps:
+                if step == "transport" and "cluster" not in steps:
+                    planted_labels(home, root / "saes", a.layers)
                 words, takes = STEPS[step]
                 argv = [*words, *(map(str, folders) if step == "ingest" else [])]
                 if step != "build":

@@ -14,9 +14,18 @@ bounded); a job's exception is raised at its turn, after every earlier result wa
   or on a local one (``ray.init(num_cpus=<CPU count>, include_dashboard=False)``) started on
   first use and shut down when the process exits (so ``saew demo`` pays its start-up once).
   On a DuckLake home, a task of a step using ``Units.map_commit`` commits its unit's rows
-  itself (``commits_in_task``).
+  itself (``commits_in_task``). The workers are started (a warm-up task each: the thread
+  settings and the common imports) as soon as the executor exists, while the step plans.
   A task's own exception is re-raised as itself (a ``BadInput`` stays one line). Ray is an
   optional extra: without it ``--executor ray`` is a one-line ``BadInput``.
+
+``map(..., chained=True)``: each job may reuse what the one before it built in the same process
+(``correlate``: a pair's destination layer is the next pair's source). Run in this process that
+is the serial order; under Ray the jobs are split into ``workers`` contiguous chains, each ONE
+task that yields its jobs' results as they finish (a Ray streaming generator), so consecutive
+jobs share a process and every result still reaches the driver, in order, as soon as its turn
+comes; the jobs are listed up front there (keep their inputs small: paths, labels). A local pool
+runs chained jobs one per task, as ``map``.
 
 ``background(fn, *args)`` runs one more job beside a ``map`` (e.g. one long Leiden run), in its
 own process (local) or task (ray); ``enabled=False`` runs it in this process when its result
@@ -37,6 +46,7 @@ from saew.errors import BadInput
 ENGINES = ("local", "ray")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 RAY_INSTALL = "pip install -e '.[ray]'"
+WARM_MAX = 64   # Ray workers warmed when an executor starts (its first tasks skip their start-up)
 
 
 def default_workers(n_jobs: int) -> int:
@@ -101,6 +111,33 @@ def _in_worker(fn: Callable, *args) -> Any:
     return fn(*(_writable(a) for a in args))
 
 
+def _warm_up() -> None:
+    """A task that only imports what every unit needs (``_in_worker`` has set the threads and
+    imported torch by then), so the first real task finds a warm worker."""
+    import duckdb  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import saew.storage.lake  # noqa: F401
+
+
+def _in_worker_chain(fn: Callable, jobs: list[tuple]) -> Iterator[Any]:
+    """A chained Ray task's body: the jobs one after another in this process, each result
+    yielded as it is done."""
+    _init_worker()
+    for job in jobs:
+        yield fn(*(_writable(a) for a in job))
+
+
+def chains(n_jobs: int, workers: int) -> list[range]:
+    """``workers`` contiguous runs of job indices, as equal as they can be (longer ones first)."""
+    w = max(1, min(workers, n_jobs))
+    q, r = divmod(n_jobs, w)
+    bounds = [0]
+    for i in range(w):
+        bounds.append(bounds[-1] + q + (i < r))
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
     """``--executor``, ``--workers``, ``--ray-address`` and the step's resolved ``--device``."""
@@ -145,12 +182,17 @@ class Executor:
         what the previous one built)."""
         return self.workers(n_jobs) <= 1
 
+    def chains_share_process(self, n_jobs: int) -> bool:
+        """Whether ``map(chained=True)`` runs each job in the process of the job before it
+        (its first job's excepted): in this process, or in a Ray chain."""
+        return self.in_process(n_jobs)
+
     def commits_in_task(self, lake) -> bool:
         """Whether a unit's task commits its own rows (``compute.units.commit_in_task``): no
         for local workers (the driver commits)."""
         return False
 
-    def map(self, fn: Callable, jobs: Iterable[tuple], n_jobs: int) -> Iterator:
+    def map(self, fn: Callable, jobs: Iterable[tuple], n_jobs: int, chained: bool = False) -> Iterator:
         workers = self.workers(n_jobs)
         if workers <= 1:
             for job in jobs:
@@ -199,6 +241,9 @@ class RayExecutor(Executor):
         super().__init__(cfg)
         self.ray = ensure_ray(cfg.ray_address)
         self.gpus = 1 if cfg.device.startswith("cuda") else 0
+        # start the workers now, while the driver plans: a worker's start and its imports (torch
+        # in _init_worker, pyarrow, duckdb, the lake) took 5 s of a first task on 2 cores
+        self._warming = [self._remote().remote(_warm_up) for _ in range(self.workers(WARM_MAX))]
 
     def workers(self, n_jobs: int) -> int:
         w = self.cfg.workers
@@ -208,6 +253,9 @@ class RayExecutor(Executor):
 
     def in_process(self, n_jobs: int) -> bool:
         return False
+
+    def chains_share_process(self, n_jobs: int) -> bool:
+        return True
 
     def commits_in_task(self, lake) -> bool:
         """Yes on a DuckLake home: each task commits its unit as one snapshot of its own (a
@@ -227,9 +275,22 @@ class RayExecutor(Executor):
                 raise cause from None
             raise
 
-    def map(self, fn: Callable, jobs: Iterable[tuple], n_jobs: int) -> Iterator:
+    def map(self, fn: Callable, jobs: Iterable[tuple], n_jobs: int, chained: bool = False) -> Iterator:
+        workers = self.workers(n_jobs)
+        if chained and workers > 1:
+            jobs = list(jobs)
+            task = self.ray.remote(num_cpus=1, num_gpus=self.gpus, max_retries=0)(_in_worker_chain)
+            gens = [task.remote(fn, [jobs[i] for i in c]) for c in chains(len(jobs), workers)]
+            try:
+                for gen in gens:
+                    for ref in gen:
+                        yield self._get(ref)
+            finally:
+                for gen in gens:
+                    self.ray.cancel(gen, force=True)   # a no-op once the task has finished
+            return
         task = self._remote()
-        yield from _ordered((task.remote(fn, *job) for job in jobs), self.workers(n_jobs), self._get)
+        yield from _ordered((task.remote(fn, *job) for job in jobs), workers, self._get)
 
     @contextlib.contextmanager
     def background(self, fn: Callable, *args, enabled: bool = True) -> Iterator[Any]:

@@ -55,21 +55,22 @@ class Units:
         if fn is not None and getattr(self.lake, "_staging", None) is not None:
             fn(unit)
 
-    def map_commit(self, ex, fn: Callable, jobs: Iterable[tuple], write: Callable
-                   ) -> Iterator[tuple[str, Any]]:
+    def map_commit(self, ex, fn: Callable, jobs: Iterable[tuple], write: Callable,
+                   chained: bool = False) -> Iterator[tuple[str, Any]]:
         """(unit, ``write``'s summary) for each unit of ``todo`` and its job, in order, each unit
-        committed before it is yielded (see the module docstring)."""
+        committed before it is yielded (see the module docstring); ``chained``: as
+        ``Executor.map``'s (consecutive units may share what they built)."""
         names = self.todo
         if ex.commits_in_task(self.lake) and getattr(self.lake, "_run_id", None) is not None:
             run = self.lake._run
             task_jobs = ((fn, write, str(self.lake.home), self.lake._run_id, run.command if run else "write",
                           name, tuple(job)) for name, job in zip(names, jobs))
-            results = ex.map(commit_in_task, task_jobs, len(names))
+            results = ex.map(commit_in_task, task_jobs, len(names), chained=chained)
             for name, summary in zip(names, results):
                 self.commit(name)   # the runs row: the task committed the unit's rows
                 yield name, summary
             return
-        for name, result in zip(names, ex.map(fn, jobs, len(names))):
+        for name, result in zip(names, ex.map(fn, jobs, len(names), chained=chained)):
             summary = write(self.lake, name, result)
             self.commit(name)
             yield name, summary

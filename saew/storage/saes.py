@@ -160,6 +160,16 @@ def d_sae(lake: Lake, release: str, layer: int) -> int:
     return int(r.column("d_sae")[0].as_py())
 
 
+def load_decoder(lake: Lake, release: str, layer: int) -> np.ndarray:
+    """The decoder rows [d_sae, d_in] float32 of one ingested SAE, by feature (only that column
+    is read: half of ``load_sae``'s bytes)."""
+    t = lake.query("SELECT w_dec FROM features WHERE release = ? AND layer = ? ORDER BY feature",
+                   [release, int(layer)])
+    if t.num_rows == 0:
+        raise BadInput(f"release {release!r} layer {layer}: no SAE ingested there")
+    return list_matrix(t.column("w_dec"))
+
+
 def load_sae(lake: Lake, release: str, layer: int) -> SAEParams:
     """Read one SAE's weights back from the lake."""
     meta = lake.query("SELECT * FROM saes WHERE release = ? AND layer = ?", [release, int(layer)])

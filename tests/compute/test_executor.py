@@ -55,6 +55,18 @@ def test_map_yields_in_order_and_raises_at_the_failing_job(workers):
     assert got == [0, 1]     # every unit before the failing one was yielded (and committed)
 
 
+def test_chains_are_contiguous_and_balanced():
+    from saew.compute.executor import chains
+
+    assert chains(11, 2) == [range(0, 6), range(6, 11)]
+    assert chains(5, 3) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert chains(2, 4) == [range(0, 1), range(1, 2)]
+    assert chains(0, 2) == [range(0, 0)]
+    ex = executor(ExecutorConfig(workers=1))
+    assert ex.chains_share_process(5)
+    assert [v for v, _ in ex.map(_where, ((i,) for i in range(3)), 3, chained=True)] == [0, 2, 4]
+
+
 def test_worker_counts():
     assert default_workers(0) == 1 and default_workers(1) == 1
     assert default_workers(10) == min(2, os.cpu_count() or 1)

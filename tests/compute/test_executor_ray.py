@@ -120,6 +120,37 @@ def test_a_task_error_is_the_error_itself(ray_cluster):
         assert job.result() == 27
 
 
+def test_chained_jobs_run_as_contiguous_chains_one_process_each(ray_cluster):
+    """map(chained=True): 2 chains of 3 and 2 jobs, each chain in one worker process (the
+    second job of a chain sees what the first left), results in order; a failing job raises
+    itself after the jobs before it."""
+    from saew.compute.executor import ExecutorConfig, executor
+    from saew.errors import BadInput
+
+    ex = executor(ExecutorConfig(engine="ray", workers=2))
+    assert ex.chains_share_process(5)
+    out = list(ex.map(_remember, ((i,) for i in range(5)), 5, chained=True))
+    assert [i for i, _, _ in out] == [0, 1, 2, 3, 4]
+    assert [prev for _, prev, _ in out] == [None, 0, 1, None, 3]
+    pids = [pid for _, _, pid in out]
+    assert pids[0] == pids[1] == pids[2] and pids[3] == pids[4] and os.getpid() not in pids
+    got = []
+    with pytest.raises(BadInput, match="^bad unit$"):
+        for v in ex.map(_bad, ((i,) for i in range(4)), 4, chained=True):
+            got.append(v)
+    assert got == [0]
+
+
+_PREV: list[int] = []
+
+
+def _remember(i: int) -> tuple[int, int | None, int]:
+    """(i, the job this process ran just before in this chain, or None, pid)."""
+    prev = _PREV[-1] if _PREV and _PREV[-1] == i - 1 else None
+    _PREV[:] = [i]
+    return i, prev, os.getpid()
+
+
 def _bad(i: int) -> int:
     from saew.errors import BadInput
 

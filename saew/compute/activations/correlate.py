@@ -24,7 +24,9 @@ activations are read, checked and grouped once: the destination of one pair is t
 the next (its incidence reused when both pairs map tokens to the same rows).
 Each layer pair is a unit (``correlate_unit`` through ``--executor``, reading its layers from
 the lake; in a worker process the kernel runs on one thread), committed as it is done: a
-failure keeps the pairs before it and a re-run does only the rest.
+failure keeps the pairs before it and a re-run does only the rest. Under Ray the pairs run as
+``--workers`` contiguous chains (``Executor.map(chained=True)``), each in one task, so there
+too a pair's destination is reused as the next pair's source.
 
 Token shards (``saew harvest --shard-tokens``): both layers are read block by block over the
 token ranges of the source layer's shards (``storage.reads.token_blocks``). Every statistic is
@@ -272,12 +274,14 @@ def run(args, ctx) -> str:
                        f"(layers {all_layers}, with activations {sorted(have)})")
     units = Units(ctx, [pair_unit(*p) for p in pairs])
     todo = [p for p in pairs if pair_unit(*p) in units.todo]
-    reuse = ex.in_process(len(todo))   # consecutive pairs in one process share a layer
+    # consecutive pairs in one process (this one, or one Ray chain task) share a layer
+    reuse = ex.chains_share_process(len(todo))
     jobs = ((str(lake.home), release, int(la), int(lb), ctx.run_id if reuse else None)
             for la, lb in todo)
     try:
         rows = sum(progress((n for _, n in units.map_commit(ex, correlate_unit, jobs,
-                                                           partial(write_pairs, release=release))),
+                                                           partial(write_pairs, release=release),
+                                                           chained=True)),
                             total=len(todo), desc="correlate", unit="pair"))
     finally:
         _LAST.clear()

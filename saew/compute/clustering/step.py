@@ -38,10 +38,10 @@ from saew.storage.names import SPACES
 def layer_vectors(lake, release: str, layer: int, space: str,
                   embedder: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(vectors [d_sae, dim] float32, has_vector bool [d_sae]) of one layer in one space."""
-    from saew.storage.saes import d_sae, load_sae
+    from saew.storage.saes import d_sae, load_decoder
 
     if space == "decoder":
-        w = load_sae(lake, release, layer).w_dec.astype(np.float32)
+        w = load_decoder(lake, release, layer).astype(np.float32)
         return w, np.linalg.norm(w, axis=1) > 0
     from saew.storage.reads import load_embeddings
 

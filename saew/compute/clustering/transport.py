@@ -17,7 +17,11 @@ POT, Flamary et al., JMLR 2021; Sinkhorn: Cuturi, NeurIPS 2013):
   1e-9 are dropped; cost = C_ab.  When widths differ, column sums are n_l * weight_b.
 
 Each layer pair is a unit (``transport_unit``, through ``--executor``; committed as it is done,
-so a failure keeps the pairs before it and a re-run does only the rest).
+so a failure keeps the pairs before it and a re-run does only the rest). A unit reads its two
+layers' vectors itself (the driver checks every layer's labels first and ships only those), so
+under Ray the reading and the centroids, most of the step's time, run in the workers; the pairs
+run as contiguous chains (``Executor.map(chained=True)``), each reusing the previous pair's
+destination buckets as its source, as the serial run does.
 """
 from __future__ import annotations
 
@@ -58,14 +62,12 @@ def buckets(labels: np.ndarray, unit: np.ndarray) -> Buckets:
 
     Centroid_a = (1 / s_a) sum_{i in a} u_i over the unit vectors u of a's members.
     """
+    from saew.compute.clustering.quality import cluster_sums
+
     labels = np.asarray(labels)
-    clustered = labels >= 0
-    ids, inv = np.unique(labels[clustered], return_inverse=True)
-    sizes = np.bincount(inv, minlength=len(ids)).astype(np.float64)
-    cent = np.zeros((len(ids), unit.shape[1]))
-    np.add.at(cent, inv, unit[clustered].astype(np.float64))
+    ids, sizes, cent = cluster_sums(unit, labels)
     cent /= np.maximum(sizes, 1)[:, None]
-    n_un = int((~clustered).sum())
+    n_un = int((labels < 0).sum())
     if n_un:
         ids = np.append(ids, -1)
         sizes = np.append(sizes, float(n_un))
@@ -143,10 +145,10 @@ def load_labels(lake, release: str, layer: int, space: str) -> np.ndarray:
 
 def unit_vectors(lake, release: str, layer: int, space: str, embedder: str | None) -> np.ndarray:
     """Unit-normalised decoder rows or description embeddings [d_sae, dim], float64 (zeros where none)."""
-    from saew.storage.saes import d_sae, load_sae
+    from saew.storage.saes import d_sae, load_decoder
 
     if space == "decoder":
-        return _unit(load_sae(lake, release, layer).w_dec.astype(np.float64))
+        return _unit(load_decoder(lake, release, layer).astype(np.float64))
     from saew.storage.reads import load_embeddings
 
     feats, emb = load_embeddings(lake, release, layer, embedder)
@@ -184,38 +186,48 @@ def run(args, ctx) -> str:
         from saew.storage.reads import pick_embedder
 
         embedder = pick_embedder(lake, release, args.embedder)
-    labels = {L: load_labels(lake, release, L, args.space) for L in ls}
+    labels = {L: load_labels(lake, release, L, args.space) for L in ls}   # every layer checked first
     pairs = list(zip(ls, ls[1:]))
     units = Units(ctx, [pair_unit(*p) for p in pairs])
     todo = [p for p in pairs if pair_unit(*p) in units.todo]
-    cache: dict[int, Buckets] = {}
-
-    def get(L: int) -> Buckets:
-        if L not in cache:
-            u = unit_vectors(lake, release, L, args.space, embedder)
-            cache[L] = buckets(labels[L], u)
-        return cache[L]
-
-    def jobs():   # one unit per layer pair; each layer's buckets built once
-        for l0, l1 in todo:
-            a, b = get(l0), get(l1)
-            for old in [x for x in cache if x < l0]:
-                del cache[old]
-            both = (a.ids >= 0).any() and (b.ids >= 0).any()
-            if both and a.centroids.shape[1] != b.centroids.shape[1]:
-                raise BadInput(f"release {release!r}: {args.space} vectors of layers {l0} and {l1} "
-                               "differ in width")
-            yield a, b, args.solver
-
+    # consecutive pairs in one process (this one, or one Ray chain task) share a layer's buckets
+    reuse = ctx.run_id if ex.chains_share_process(len(todo)) else None
+    jobs = ((str(lake.home), release, int(l0), int(l1), labels[l0], labels[l1], args.space, embedder,
+             args.solver, reuse) for l0, l1 in todo)
     write = partial(write_plan, release=release, space=args.space, solver=args.solver)
-    lines = [line for _, line in progress(units.map_commit(ex, transport_unit, jobs(), write),
-                                          total=len(todo), desc="transport")]
+    try:
+        lines = [line for _, line in progress(units.map_commit(ex, transport_unit, jobs, write, chained=True),
+                                              total=len(todo), desc="transport")]
+    finally:
+        _LAST.clear()
     return (f"transport ({args.solver}, {args.space}) for release {release!r}\n"
             + "\n".join(lines + ([units.note()] if units.skipped else [])))
 
 
-def transport_unit(a: Buckets, b: Buckets, solver: str) -> tuple[Plan, int, int]:
-    """One unit of ``saew transport``: the plan of one layer pair (``solve``) and its bucket counts."""
+# the destination buckets of this process's last unit, (run id, release, space, layer) -> Buckets:
+# the source of the next pair when the units run one after another in one process
+_LAST: dict[tuple, Buckets] = {}
+
+
+def transport_unit(home: str, release: str, l0: int, l1: int, lab0: np.ndarray, lab1: np.ndarray,
+                   space: str, embedder: str | None, solver: str, reuse: str | None = None
+                   ) -> tuple[Plan, int, int]:
+    """One unit of ``saew transport`` (in this process, a worker process or a Ray task): the plan
+    of the layer pair l0 -> l1 of the lake at ``home`` (``solve``; both layers' vectors read
+    here, so a task needs only the labels) and its bucket counts. ``reuse`` (the run id, when
+    the units run one after another in one process): l1's buckets kept for the next pair."""
+    from saew.storage.lake import Lake
+
+    lake = Lake(home)
+    a = _LAST.pop((reuse, release, space, l0), None) if reuse else None
+    _LAST.clear()
+    if a is None:
+        a = buckets(lab0, unit_vectors(lake, release, l0, space, embedder))
+    b = buckets(lab1, unit_vectors(lake, release, l1, space, embedder))
+    if reuse:
+        _LAST[(reuse, release, space, l1)] = b
+    if (a.ids >= 0).any() and (b.ids >= 0).any() and a.centroids.shape[1] != b.centroids.shape[1]:
+        raise BadInput(f"release {release!r}: {space} vectors of layers {l0} and {l1} differ in width")
     return solve(a, b, solver), len(a.ids), len(b.ids)
 
 

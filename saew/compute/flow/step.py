@@ -27,10 +27,9 @@ from saew.compute.flow.links import top_predecessors
 from saew.compute.options import add_device_argument, resolve_device
 from saew.compute.units import Units, pair_unit
 from saew.errors import BadInput
-from saew.storage.lake import list_matrix
 from saew.storage.names import FLOW_MODULES, MODULE_POINTS, module_release
 from saew.storage.saes import layers as sae_layers
-from saew.storage.saes import require_release
+from saew.storage.saes import load_decoder, require_release
 
 DEFAULT_TOP_K = 5
 
@@ -42,13 +41,6 @@ def add_arguments(p) -> None:
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                    help=f"predecessors kept per feature and module (default {DEFAULT_TOP_K})")
     add_device_argument(p)
-
-
-def decoder(lake, release: str, layer: int) -> np.ndarray:
-    """The decoder rows [d_sae, d_in] of one ingested SAE, by feature."""
-    t = lake.query("SELECT w_dec FROM features WHERE release = ? AND layer = ? ORDER BY feature",
-                   [release, int(layer)])
-    return list_matrix(t.column("w_dec"))
 
 
 def plan(lake, release: str) -> tuple[list[tuple[int, int]], dict[str, set[int]]]:
@@ -111,12 +103,12 @@ def run(args, ctx) -> str:
     prev: tuple[int, np.ndarray] | None = None
     todo = [(l, l2) for l, l2 in pairs if pair_unit(l, l2) in work.todo]
     for l, l2 in progress(todo, total=len(todo), desc="flow", unit="layer"):
-        src = prev[1] if prev is not None and prev[0] == l else decoder(ctx.lake, release, l)
-        dst = decoder(ctx.lake, release, l2)
+        src = prev[1] if prev is not None and prev[0] == l else load_decoder(ctx.lake, release, l)
+        dst = load_decoder(ctx.lake, release, l2)
         sources = {"resid": src}
         for m in MODULE_POINTS:
             if l2 in mods[m]:
-                sources[m] = decoder(ctx.lake, module_release(release, m), l2)
+                sources[m] = load_decoder(ctx.lake, module_release(release, m), l2)
         cols = flow_layer(dst, sources, args.top_k, device)
         names = np.asarray(FLOW_MODULES, dtype=object)[cols["module"]]
         src_layer = np.where(cols["module"] == 0, l, l2).astype(np.int32)
