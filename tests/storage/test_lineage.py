@@ -33,7 +33,14 @@ def test_every_entry_names_columns_of_its_table():
         {"coactivations", "graph_nodes", "graph_degrees", "communities"}
 
 
-def test_reingesting_one_layer_drops_what_came_from_it_and_build_passes(saew, lake, tmp_path):
+@pytest.mark.parametrize("engine", ["parquet", "ducklake"])
+def test_reingesting_one_layer_drops_what_came_from_it_and_build_passes(saew, home, tmp_path, engine):
+    from saew.storage.lake import Lake
+
+    if engine == "ducklake":
+        code, out, err = saew("init", "--lake", "ducklake")
+        assert code == 0, out + err
+    lake = Lake(home)
     for r, seed in (("a", 0), ("b", 10)):
         for L in LAYERS:
             put_activations(lake, r, L, sparse_matrix(300, 12, 0.3, seed + L))
@@ -66,8 +73,9 @@ def test_reingesting_one_layer_drops_what_came_from_it_and_build_passes(saew, la
     # the other release is untouched
     assert {t: _count(lake, t, "release = 'b'") for t in b_rows} == b_rows
 
-    code, out, err = saew("build")
-    assert code == 0, out + err
+    if engine == "parquet":   # (dbt on a DuckLake home: tests/storage/test_ducklake_parity.py)
+        code, out, err = saew("build")
+        assert code == 0, out + err
     # the recomputed layer is back, over the new N
     code, _, err = saew("coactivation", "--release", "a", "--layer", 1)
     assert code == 0, err
