@@ -48,8 +48,15 @@ Executors for correlate at the GPT-2-v5-32k shape (2026-12-04, idle):
        saew correlate (ray)     wall 76.1 s  (the tasks' CPU is not counted)   0.75x
 
 The serial run keeps 1.54 of the 2 cores busy (numba and BLAS threads), so no second worker can
-make it more than 2 / 1.54 = 1.30x faster here; Ray's tasks also rebuild each pair's source
+make it more than 2 / 1.54 = 1.30x faster here; Ray's tasks also rebuilt each pair's source
 (the serial run reuses the previous pair's destination) and the command pays Ray's start-up.
+With the pairs in one chain per worker (a pair's destination reused as the next source) and the
+workers warmed while the step plans (2026-12-04, idle, one run):
+
+       saew correlate (local)   wall 60.3 s  cpu 88.5 s  peak 1.31 GB
+       saew correlate (ray)     wall 69.2 s                              0.87x
+
+A single-threaded worker spends about 10 CPU-s a pair where the serial run's threads spend 8.
 Peak memory with Ray is the saew process's only (its workers are the raylet's children).
 """
 from __future__ import annotations
