@@ -155,7 +155,7 @@ def start_ray(cpus: int) -> str:
     os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     import ray
 
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**{v: "1" for v in THREAD_VARS}, "SAEW_PROGRESS": "0"}})
     return ray.get_runtime_context().gcs_address
 

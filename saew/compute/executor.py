@@ -11,7 +11,7 @@ bounded); a job's exception is raised at its turn, after every earlier result wa
   not survive a fork), each running one thread (``_init_worker``).
 * ``ray`` (``--executor ray``): each job is a Ray Core task declaring ``num_cpus=1`` and
   ``num_gpus=1`` when the step's device is a CUDA GPU, on the cluster at ``--ray-address``
-  or on a local one (``ray.init(num_cpus=<CPU count>, include_dashboard=False)``) started on
+  or on a new local one (``ray.init(address="local", num_cpus=<CPU count>)``) started on
   first use and shut down when the process exits (so ``saew demo`` pays its start-up once).
   On a DuckLake home, a task of a step using ``Units.map_commit`` commits its unit's rows
   itself (``commits_in_task``). The workers are started (a warm-up task each: the thread
@@ -321,10 +321,31 @@ def executor(cfg: ExecutorConfig) -> Executor:
 _RAY_STARTED: list[bool] = []
 
 
+def _probe(address: str, where: str, timeout: float = 10.0) -> None:
+    """One ``BadInput`` line when ``host:port`` (also of ``ray://host:port``) takes no TCP
+    connection: Ray itself retries an unreachable GCS for minutes. ``auto`` is left to Ray."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise BadInput(f"{where}: cannot join a Ray cluster there ({e.strerror or type(e).__name__}; "
+                       f"is the head node up? `ray start --head` prints its address)") from None
+
+
 def ensure_ray(address: str | None = None):
-    """The ``ray`` module, connected: to ``address`` when given, else to a local cluster of
-    this machine's CPUs started here once (shut down at exit); reused when already connected
-    (e.g. by a test fixture). One ``BadInput`` line when Ray is missing or unreachable."""
+    """The ``ray`` module, connected: to ``address`` (else ``$RAY_ADDRESS``) when given, else to
+    a new local cluster of this machine's CPUs started here once (shut down at exit); reused
+    when already connected (e.g. by a test fixture). One ``BadInput`` line when Ray is missing
+    or unreachable."""
+    where = f"--ray-address {address}" if address else "--executor ray"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+        where = f"--executor ray: RAY_ADDRESS={address}"
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
@@ -336,15 +357,18 @@ def ensure_ray(address: str | None = None):
     env = {"env_vars": {**{v: "1" for v in THREAD_VARS}, "SAEW_PROGRESS": "0"}}
     import logging
 
+    if address:
+        _probe(address, where)
     try:
         if address:
             ray.init(address=address, runtime_env=env, logging_level=logging.ERROR,
                      log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, runtime_env=env,
+            # address 'local': a new cluster, never one that /tmp/ray/ray_current_cluster names (a
+            # plain ray.init() joins the machine's latest cluster, and dies with it)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, runtime_env=env,
                      logging_level=logging.ERROR, log_to_driver=False)
     except Exception as e:  # an unreachable address, a cluster that will not start
-        where = f"--ray-address {address}" if address else "--executor ray"
         msg = str(e).strip().splitlines()
         raise BadInput(f"{where}: cannot start or join a Ray cluster ({type(e).__name__}: "
                        f"{msg[0] if msg else ''})") from None

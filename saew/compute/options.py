@@ -33,7 +33,7 @@ def add_executor_arguments(p, what: str = "units", local_workers: int | None = N
                         "home each task commits its own unit; needs pip install -e '.[ray]')")
     p.add_argument("--ray-address", default=None,
                    help="--executor ray: join this Ray cluster (e.g. ray://host:10001 or auto; "
-                        "default: start a local one)")
+                        "default: $RAY_ADDRESS if set, else start a new local one)")
     p.add_argument("--workers", type=int, default=None,
                    help=f"{what} in flight at once, single-threaded when more than one (default: local "
                         f"{local}; ray the cluster's CPUs); results do not depend on it")

@@ -10,7 +10,8 @@ says what it dropped and what recomputes it. (New SAE weights drop more: every r
 the old SAE, ``storage.saes.drop_derived``, activations included.)
 
 ``FROM_ACTIVATIONS`` is the one list of those tables, each with the rows that depend on a
-(release, layers) activation set and the command that recomputes them.
+(release, layers) activation set and the command that recomputes them (in pipeline order, so
+the note lists the commands in the order to run them).
 """
 from __future__ import annotations
 
@@ -42,11 +43,11 @@ class Derived:
 
 FROM_ACTIVATIONS: tuple[Derived, ...] = (
     Derived("coactivations", "release", ("layer",), "saew coactivation"),
+    Derived("correlations", "release", ("src_layer", "dst_layer"), "saew correlate"),
     Derived("graph_nodes", "release", ("layer",), "saew communities"),
     Derived("graph_degrees", "release", ("layer",), "saew communities"),
     Derived("graph_divergence", "release", ("layer",), "saew communities"),
     Derived("graph_divergence", "other_release", ("layer",), "saew communities"),
-    Derived("correlations", "release", ("src_layer", "dst_layer"), "saew correlate"),
     # a community detection runs over a release's whole graph: one replaced layer changes all
     Derived("communities", "release", (), "saew communities"),
     Derived("reconstruction", "release", ("src_layer", "dst_layer"), "saew evaluate"),

@@ -96,6 +96,31 @@ def test_ray_missing_is_one_line(monkeypatch):
     assert str(e.value) == "--executor ray: Ray is not installed; pip install -e '.[ray]'"
 
 
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_an_unreachable_ray_address_is_one_line_at_once(saew, lake, monkeypatch, how):
+    """--ray-address (or $RAY_ADDRESS) where nothing listens: exit 2 in seconds, not Ray's
+    minutes of retries; nothing written."""
+    import socket
+
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray cluster of another test is connected")
+    with socket.socket() as sk:     # a port nothing listens on once closed
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    put_sae(lake, R, 0, make_sae(seed=0))
+    put_sae(lake, R, 1, make_sae(seed=1))
+    before = lake.query("SELECT count(*) AS n FROM runs").column("n")[0].as_py()
+    extra = ["--ray-address", f"ray://127.0.0.1:{port}"] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    code, out, err = saew("match", "--release", R, "--executor", "ray", *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"127.0.0.1:{port}: cannot join a Ray cluster there" in err
+    assert lake.query("SELECT count(*) AS n FROM runs").column("n")[0].as_py() == before
+    assert not lake.has_data("matches")
+
+
 def test_ray_missing_on_the_command_line(saew, lake, monkeypatch):
     put_sae(lake, R, 0, make_sae(seed=0))
     put_sae(lake, R, 1, make_sae(seed=1))
