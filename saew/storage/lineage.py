@@ -60,7 +60,7 @@ def drop_from_activations(lake, release: str, layers: list[int]) -> list[Derived
     ``release`` at ``layers``, and note one line saying what went (``Lake.notes``, printed after
     the command's output); the entries that had rows."""
     dropped = []
-    for d in FROM_ACTIVATIONS:
+    for d in FROM_ACTIVATIONS if layers else ():
         if not lake.has_data(d.table):
             continue
         where = d.where(layers)

@@ -113,3 +113,10 @@ def test_reharvest_drops_the_coactivations_of_the_old_harvest(saew, lake, tmp_pa
 def test_where_names_any_layer_column(layers, where):
     d = next(d for d in FROM_ACTIVATIONS if d.table == "correlations")
     assert d.where(layers) == where
+
+
+def test_no_layers_drop_nothing(lake):
+    from saew.storage.lineage import drop_from_activations
+
+    put_activations(lake, "a", 0, sparse_matrix(50, 6, 0.3, 1))
+    assert drop_from_activations(lake, "a", []) == [] and not lake.notes
