@@ -13,7 +13,7 @@ a cluster more coherent than random groups of its size) -> 2-D plot coordinates.
 their shuffled-label nulls, largest_share, has_structure, stability_ari (``--stability N``),
 params (JSON of the settings).
 
-Layers are units (``compute.units``): each is clustered by one call of ``_cluster_job``
+Layers are units (``compute.units``): each is read and clustered by one call of ``_cluster_job``
 through the executor (``--executor local|ray``, ``--workers`` single-threaded processes or
 Ray tasks: a seeded UMAP is single-threaded; the results do not depend on either) and
 committed as soon as it is done, so a failure keeps the layers before it and a re-run does
@@ -197,7 +197,7 @@ def run(args, ctx) -> str:
     # layers run in this process: a big layer's null and layout go to one more process
     # (layer.side_job), on the core the seeded UMAP leaves idle
     side = ex.in_process(len(todo)) and not cfg.parallel
-    jobs = ((L, *layer_vectors(lake, release, L, args.space, embedder), cfg, side) for L in todo)
+    jobs = ((L, str(lake.home), release, args.space, embedder, cfg, side) for L in todo)
     write = partial(write_layer, release=release, space=args.space, params=params)
     lines += [line for _, line in progress(units.map_commit(ex, _cluster_job, jobs, write),
                                            total=len(todo), desc=f"cluster {args.space}")]
@@ -220,7 +220,13 @@ def write_layer(lake, unit: str, result: tuple, release: str, space: str, params
             + ("" if q["has_structure"] is not False else " (no structure beyond the null)"))
 
 
-def _cluster_job(L: int, vec: np.ndarray, has: np.ndarray, cfg: ClusterConfig, side: bool = False):
+def _cluster_job(L: int, home: str, release: str, space: str, embedder: str | None,
+                 cfg: ClusterConfig, side: bool = False):
+    """One unit: layer ``L`` of the lake at ``home`` clustered; its vectors are read here (in
+    this process, a worker process or a Ray task), so the driver ships only names."""
+    from saew.storage.lake import Lake
+
+    vec, has = layer_vectors(Lake(home), release, L, space, embedder)
     res = cluster_layer(vec, has, cfg, side)
     return L, res, quality(vec, res, cfg)
 
