@@ -1,5 +1,6 @@
 select
     release,
+    shard,
     token_id,
     doc,
     pos,

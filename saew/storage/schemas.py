@@ -79,8 +79,11 @@ _SPECS = [
         ("release", "layer", "embedder"), ("release", "layer", "feature", "embedder"),
         "Sentence embeddings of descriptions."),
     TableSpec("tokens", _s(
-        ("release", S), ("token_id", L), ("doc", I), ("pos", I), ("token", S)),
-        ("release",), ("release", "token_id"), "Tokens of the harvested corpus."),
+        ("release", S), ("shard", I), ("token_id", L), ("doc", I), ("pos", I), ("token", S)),
+        ("release", "shard"), ("release", "token_id"),
+        "Tokens of the harvested corpus; shard: the token shard of a harvest (token_id // "
+        "--shard-tokens), written with that shard's activations; 0 for a corpus written whole.",
+        partition_defaults=(("shard", 0),)),
     TableSpec("activations", _s(
         ("release", S), ("layer", I), ("shard", I), ("token_id", L), ("feature", I), ("value", F)),
         ("release", "layer", "shard"), ("release", "layer", "token_id", "feature"),

@@ -36,9 +36,10 @@ def token_table(batches: list) -> tuple[dict, TokenTable]:
 
 
 def write_layer_meta(lake, release: str, layer: int, run_id: str, n_seen: int,
-                     sel: ExampleSelector, toks: TokenTable, codes) -> None:
-    """One harvested layer's ``examples`` (``codes``: its sparse codes, or a lookup function,
-    see ``examples.example_rows``) and its ``activation_sets`` row (N = ``n_seen``)."""
+                     sel: ExampleSelector, toks, codes) -> None:
+    """One harvested layer's ``examples`` (``toks``: the run's ``TokenTable`` or a reader of
+    the windows' tokens; ``codes``: its sparse codes, or a lookup function; see
+    ``examples.example_rows``) and its ``activation_sets`` row (N = ``n_seen``)."""
     lake.write("examples", example_rows(sel, toks, codes), release=release, layer=int(layer))
     lake.write("activation_sets", {"n_tokens": [n_seen], "source": ["harvest"],
                                    "run_id": [run_id]}, release=release, layer=int(layer))

@@ -21,6 +21,7 @@ features.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,22 +183,35 @@ class TokenTable:
     token: pa.Array
 
 
-def example_rows(sel: ExampleSelector, toks: TokenTable, codes: tuple[np.ndarray, np.ndarray, np.ndarray],
+def window_ids(token_id: np.ndarray, before: int = BEFORE, after: int = AFTER) -> np.ndarray:
+    """The token ids a window around each peak ``token_id`` may hold (ids run 0.. in corpus
+    order): sorted, unique, non-negative."""
+    ids = (np.asarray(token_id, np.int64)[:, None] + np.arange(-before, after + 1)).reshape(-1)
+    return np.unique(ids[ids >= 0])
+
+
+def example_rows(sel: ExampleSelector, toks: TokenTable | Callable[[np.ndarray], TokenTable],
+                 codes: tuple[np.ndarray, np.ndarray, np.ndarray] | Callable,
                  before: int = BEFORE, after: int = AFTER) -> dict:
     """The ``examples`` columns of one layer: the selected examples with their windows.
 
+    ``toks`` is the run's tokens, or a function (sorted token ids) -> the tokens among them
+    (e.g. a lake read of only the windows' tokens, ``window_ids``): a window holds the tokens
+    at token ids peak - before .. peak + after of the peak's document, consecutive positions.
     ``codes`` is the layer's full sparse (token_id, feature, value), read once for the window acts,
     or a function (token_id, feature) -> the activation there (0 where absent), e.g. a lake read.
     """
     feat, kind, rank, tid, val = sel.selected()
+    if callable(toks):
+        toks = toks(window_ids(tid, before, after))
     n_tok = len(toks.token_id)
     peak_at = np.searchsorted(toks.token_id, tid)
     offs = np.arange(-before, after + 1)
     cand = peak_at[:, None] + offs[None, :]
     inside = (cand >= 0) & (cand < n_tok)
     c = np.clip(cand, 0, max(n_tok - 1, 0))
-    ok = inside & (toks.doc[c] == toks.doc[peak_at][:, None]) & \
-        (toks.pos[c] == toks.pos[peak_at][:, None] + offs[None, :])
+    ok = inside & (toks.token_id[c] == tid[:, None] + offs[None, :]) & \
+        (toks.doc[c] == toks.doc[peak_at][:, None]) & (toks.pos[c] == toks.pos[peak_at][:, None] + offs[None, :])
     flat = c[ok]
     row_feat = np.broadcast_to(feat[:, None], ok.shape)[ok]
     acts = codes(toks.token_id[flat], row_feat) if callable(codes) else \

@@ -9,16 +9,17 @@ pieces per layer (token_id int64, feature int32, value float32); nothing dense o
 Token shards (``--shard-tokens`` S, default 1,000,000): shard s holds the token ids
 [s S, (s + 1) S). Each shard is a unit of work: as soon as the run has passed its last token,
 its codes are written as ``activations`` partitions ``layer=L/shard=s`` of every layer and
-committed (``Lake.commit_unit``, unit ``shard=s``), so memory holds one shard of codes, never a
-whole layer. The first unit also drops the release's previous activations, activation sets,
+committed (``Lake.commit_unit``, unit ``shard=s``) with the shard's token metadata
+(``tokens`` partition ``shard=s``), so memory holds one shard of codes and tokens, never a
+whole layer or the corpus. The first unit also drops the release's previous activations, activation sets,
 examples and tokens of these layers, and the rows computed from them (co-activations,
 correlations, communities, graphs, reconstruction, interventions: ``storage.lineage``; the
 output says which went); a half-finished re-run is never mixed with the old one: its layers
-have no ``activation_sets`` row until the run ends. The last unit writes ``tokens``
-(one partition per release), ``activation_sets`` (n_tokens = every token seen, active or not)
-and ``examples`` (per feature the top ``--examples`` K and a few quantile samples, selected
-batch by batch as the run goes: ``compute.activations.examples``; the window activations are
-read back from the committed shards).
+have no ``activation_sets`` row until the run ends. The last unit writes ``activation_sets``
+(n_tokens = every token seen, active or not) and ``examples`` (per feature the top
+``--examples`` K and a few quantile samples, selected batch by batch as the run goes:
+``compute.activations.examples``; the windows' tokens and activations are read back from the
+committed shards, only those of the windows).
 
 ``--device auto|cpu|cuda|mps`` (``compute.options.resolve_device``): where the model's forward
 and the SAE encodes run; the residuals stay on the device and only each batch's sparse codes
@@ -44,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from saew.compute.activations.codes import check_examples, sae_on, sparse_codes, token_table, write_layer_meta
-from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector
+from saew.compute.activations.codes import check_examples, sae_on, sparse_codes, write_layer_meta
+from saew.compute.activations.examples import DEFAULT_EXAMPLES, ExampleSelector, TokenTable
 from saew.compute.activations.shards import DEFAULT_SHARD_TOKENS, ShardBuffer, shard_unit, write_shard
 from saew.compute.activations.topk_screen import SCREENS, ScreenedTopK, use_screen
 from saew.compute.cpu import trim_heap
@@ -143,6 +144,25 @@ def _lake_lookup(lake, release: str, layer: int):
     return at
 
 
+def _lake_tokens(lake, release: str):
+    """Sorted token ids -> a ``TokenTable`` of those among the release's committed tokens (the
+    example windows' tokens, read back from the shards in one join)."""
+    def at(token_id: np.ndarray) -> TokenTable:
+        con = lake.connect(["tokens"])
+        try:
+            con.register("want", pa.table({"token_id": np.asarray(token_id, np.int64)}))
+            t = con.execute("SELECT t.token_id, t.doc, t.pos, t.token FROM tokens t JOIN want w "
+                            "ON t.token_id = w.token_id WHERE t.release = ? ORDER BY t.token_id",
+                            [release]).to_arrow_table()
+        finally:
+            con.close()
+        return TokenTable(t.column("token_id").to_numpy().astype(np.int64),
+                          t.column("doc").to_numpy().astype(np.int32),
+                          t.column("pos").to_numpy().astype(np.int32),
+                          t.column("token").combine_chunks())
+    return at
+
+
 def _drop_previous(lake, release: str, layers: list[int]) -> None:
     """Stage, with the first shard, the removal of what the run replaces (see module docstring):
     the previous activations, activation sets, examples and tokens, and every row computed from
@@ -196,7 +216,6 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     units = Units(ctx, [shard_unit(s) for s in range(-(-cfg.tokens // cfg.shard_tokens))])
     done = np.asarray(sorted(int(u.split("=", 1)[1]) for u in units.skipped), np.int64)
     buf = ShardBuffer(layers, cfg.shard_tokens)
-    metas: list = []
     n_active = dict.fromkeys(layers, 0)
     n_seen, n_shards = 0, 0
     for s in done:
@@ -213,15 +232,15 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     def flush(shards: list[int]) -> None:
         nonlocal n_shards
         for s in shards:
-            codes = buf.pop(s)
+            codes, toks = buf.pop(s), buf.pop_tokens(s)
             if s in done:
                 continue
             if n_shards == 0 and not len(done):
                 _drop_previous(lake, cfg.release, layers)
-            write_shard(lake, cfg.release, s, codes)
+            write_shard(lake, cfg.release, s, codes, toks)
             units.commit(shard_unit(s))
             n_shards += 1
-            del codes
+            del codes, toks
             trim_heap()     # the shard's freed codes back to the OS: memory follows the shard
 
     bar = progress(total=cfg.tokens, desc="harvest", unit="tok")
@@ -241,8 +260,7 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
                     buf.add(L, piece)
                     n_active[L] += len(piece[0])
             b.resid = {}
-            b.tokens = pa.array(b.tokens, pa.string())
-            metas.append(b)
+            buf.add_tokens(b.token_ids, b.doc, b.pos, b.tokens)
             n_seen += len(b)
             bar.update(len(b))
             flush(buf.complete(n_seen))
@@ -250,12 +268,9 @@ def harvest(ctx, cfg: HarvestConfig, model=None) -> str:
     if n_seen == 0:
         raise BadInput(f"--corpus {cfg.corpus}: produced no tokens")
     flush(buf.remaining(n_seen))
-    cols, toks = token_table(metas)
-    del metas
-    lake.write("tokens", cols, release=cfg.release)
     for L in layers:
-        write_layer_meta(lake, cfg.release, L, ctx.run_id, n_seen, selectors.pop(L), toks,
-                         _lake_lookup(lake, cfg.release, L))
+        write_layer_meta(lake, cfg.release, L, ctx.run_id, n_seen, selectors.pop(L),
+                         _lake_tokens(lake, cfg.release), _lake_lookup(lake, cfg.release, L))
     short = "" if n_seen == cfg.tokens else f" (the corpus ended before {cfg.tokens})"
     l0 = ", ".join(f"L{L}: {a / n_seen:.1f}" for L, a in n_active.items())
     note = units.note()

@@ -116,6 +116,11 @@ def test_sharded_harvest_equals_one_shard(saew, lake, tmp_path):
     shards = lake.query("SELECT layer, shard, min(token_id) AS lo, max(token_id) AS hi FROM activations "
                         "WHERE release = 'many' GROUP BY ALL ORDER BY ALL").to_pylist()
     assert all(r["lo"] // 16 == r["hi"] // 16 == r["shard"] for r in shards)
+    # each shard's tokens are written with its codes (memory holds one shard's tokens, not the corpus)
+    tok_shards = lake.query("SELECT shard, min(token_id) AS lo, max(token_id) AS hi FROM tokens "
+                            "WHERE release = 'many' GROUP BY ALL ORDER BY ALL").to_pylist()
+    assert [r["shard"] for r in tok_shards] == list(range(5))
+    assert all(r["lo"] == 16 * r["shard"] and r["hi"] == min(16 * r["shard"] + 15, 69) for r in tok_shards)
     units = lake.query("SELECT units FROM runs WHERE command = 'harvest' ORDER BY finished_at DESC LIMIT 1")
     assert units.column("units")[0].as_py() == [f"shard={s}" for s in range(5)]
     # a shorter re-run drops the shards it no longer has, and the old tokens and examples
@@ -144,11 +149,11 @@ def test_a_killed_harvest_keeps_its_shards_and_the_rerun_does_the_rest(saew, lak
             "--batch-size", 1, "--seq-len", 24, "--examples", 3, "--shard-tokens", 16]
     real, written = step.write_shard, []
 
-    def killed_at_2(lake_, release, shard, by_layer):
+    def killed_at_2(lake_, release, shard, by_layer, tokens=None):
         written.append(shard)
         if shard == 2:
             raise RuntimeError("killed at shard 2")
-        return real(lake_, release, shard, by_layer)
+        return real(lake_, release, shard, by_layer, tokens)
 
     monkeypatch.setattr(step, "write_shard", killed_at_2)
     with pytest.raises(RuntimeError, match="killed at shard 2"):
@@ -157,6 +162,7 @@ def test_a_killed_harvest_keeps_its_shards_and_the_rerun_does_the_rest(saew, lak
     assert lake.query("SELECT status, units FROM runs WHERE command = 'harvest'").to_pylist() == [
         {"status": "partial", "units": ["shard=0", "shard=1"]}]
     assert not lake.has_data("activation_sets")      # a half-finished harvest has no N yet
+    assert lake.query("SELECT DISTINCT shard FROM tokens ORDER BY 1").column("shard").to_pylist() == [0, 1]
 
     written.clear()
     monkeypatch.setattr(step, "write_shard", lambda *a: (written.append(a[2]), real(*a))[1])
